@@ -1,0 +1,98 @@
+# The front door. `make demo` runs the pipeline on the embedded defaults; `make test` runs every test.
+# Downloads and builds are cached outside the clone in $(STOCKLAKE_CACHE) (default ~/.cache/stocklake);
+# runtime data, logs and generated config live in .lake/ (git-ignored).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export STOCKLAKE_CACHE ?= $(HOME)/.cache/stocklake
+RUNTIME := $(CURDIR)/.lake
+UV_VERSION := 0.13.9
+UV := $(STOCKLAKE_CACHE)/tools/uv-$(UV_VERSION)/bin/uv
+PYTHON := $(CURDIR)/.venv/bin/python
+
+export UV_CACHE_DIR ?= $(STOCKLAKE_CACHE)/uv
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+export SPARK_CONF_DIR := $(RUNTIME)/spark-conf
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYSPARK_PYTHON := $(PYTHON)
+export PYTHONPATH := $(CURDIR)
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+# Local stack credentials: generated once per clone, never committed (see .gitignore), loaded here for every target.
+-include $(RUNTIME)/credentials.env
+export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+
+PYTEST_ARGS ?=
+
+.PHONY: help setup services-up services-down services-status services-reset demo test test-unit lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(dir $(@D))
+	$(dir $(@D))bin/pip install --quiet uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen --python python3.11
+	@touch $@
+
+$(SPARK_CONF_DIR)/spark-defaults.conf: jars/spark.lock jars/fetch.py
+	python3 jars/fetch.py spark --spark-defaults $@
+
+$(SPARK_CONF_DIR)/log4j2.properties: conf/spark/log4j2.properties
+	@mkdir -p $(@D) && cp $< $@
+
+$(RUNTIME)/kafka-classpath.txt: jars/kafka.lock jars/fetch.py
+	python3 jars/fetch.py kafka --classpath-file $@
+
+$(RUNTIME)/credentials.env:
+	@mkdir -p $(@D)
+	@umask 077; printf 'AWS_ACCESS_KEY_ID=lake-%s\nAWS_SECRET_ACCESS_KEY=%s\n' \
+	  "$$(openssl rand -hex 4)" "$$(openssl rand -hex 20)" > $@
+	@echo "generated local MinIO credentials in $@"
+
+$(RUNTIME)/env.sh: Makefile
+	@mkdir -p $(@D)
+	@printf '%s\n' '# source .lake/env.sh: the environment the Makefile gives every command, for working by hand.' \
+	  'export STOCKLAKE_CACHE="$(STOCKLAKE_CACHE)" SPARK_CONF_DIR="$(SPARK_CONF_DIR)" SPARK_LOCAL_IP="$(SPARK_LOCAL_IP)"' \
+	  'export PYSPARK_PYTHON="$(PYTHON)" PYTHONPATH="$(CURDIR)" PATH="$(CURDIR)/.venv/bin:$$PATH"' \
+	  'set -a; . "$(RUNTIME)/credentials.env"; set +a' > $@
+
+setup: .venv/.synced $(SPARK_CONF_DIR)/spark-defaults.conf $(SPARK_CONF_DIR)/log4j2.properties \
+       $(RUNTIME)/kafka-classpath.txt $(RUNTIME)/credentials.env $(RUNTIME)/env.sh ## install everything (cached)
+	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "setup: Java 17+ is required, found " $$2; exit 1 } }'
+	@scripts/build_minio.sh >/dev/null
+	@echo "setup: ready (environment for manual use: source .lake/env.sh)"
+
+services-up: setup ## start Kafka (KRaft) and MinIO, create the topics and the bucket
+	$(PYTHON) scripts/services.py up
+
+services-down: ## stop Kafka and MinIO
+	@if [ -x $(PYTHON) ]; then $(PYTHON) scripts/services.py down; fi
+
+services-status: ## show whether Kafka and MinIO are running and healthy
+	$(PYTHON) scripts/services.py status
+
+services-reset: ## stop the services and delete their data (topics, tables, checkpoints)
+	$(PYTHON) scripts/services.py reset
+
+demo: services-up ## run the whole flow for about a minute and print what landed where
+	$(PYTHON) scripts/demo.py
+
+test: setup ## start the services, run the whole test suite, stop the services
+	@status=0; \
+	$(PYTHON) scripts/services.py up && $(PYTHON) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(PYTHON) scripts/services.py down; \
+	exit $$status
+
+test-unit: setup ## unit tests only (no services needed)
+	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+
+lock: $(UV) ## re-resolve Python and jar pins (maintainers)
+	$(UV) lock
+	$(PYTHON) jars/lock.py
+
+clean: services-down ## delete the runtime folder (.lake) and the environment (.venv); caches stay
+	rm -rf $(RUNTIME) .venv

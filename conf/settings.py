@@ -1,0 +1,218 @@
+"""Pipeline settings: conf/pipeline.yaml, then an optional override file, then environment variables.
+
+conf/pipeline.yaml is both the defaults and the schema: every key a user can set is there, and its value's type
+is the type an override must have. Anything else (an unknown key, a wrong type) is a ConfigError naming the
+setting and where the bad value came from, so a typo fails at start-up instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import yaml
+
+CONF_DIR = Path(__file__).resolve().parent
+DEFAULTS_FILE = CONF_DIR / "pipeline.yaml"
+ENV_PREFIX = "STOCKLAKE_"
+OVERRIDE_FILE_ENV = "STOCKLAKE_CONFIG"
+# STOCKLAKE_* variables that are not settings: where the override file, the cache and the runtime folder are.
+NON_SETTING_ENV = {"STOCKLAKE_CONFIG", "STOCKLAKE_CACHE", "STOCKLAKE_HOME"}
+INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(milliseconds?|ms|seconds?|s|minutes?|min|hours?|h)\s*$", re.I)
+INTERVAL_SECONDS = {"ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1, "second": 1, "seconds": 1,
+                    "min": 60, "minute": 60, "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600}
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value of the wrong type or range."""
+
+
+class Section(Mapping[str, Any]):
+    """Read-only view of one settings section, with attribute access (settings.kafka.bootstrap_servers)."""
+
+    def __init__(self, name: str, values: dict[str, Any]):
+        self._name = name
+        self._values = MappingProxyType(values)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"no setting {self._name}.{key}") from None
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Section({self._name!r}, {dict(self._values)!r})"
+
+
+class Settings:
+    def __init__(self, sections: dict[str, dict[str, Any]]):
+        self._sections = {name: Section(name, values) for name, values in sections.items()}
+
+    def __getattr__(self, name: str) -> Section:
+        try:
+            return self._sections[name]
+        except KeyError:
+            raise AttributeError(f"no settings section {name}") from None
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(section) for name, section in self._sections.items()}
+
+    def lake_uri(self, table: str) -> str:
+        """s3a:// URI of a lake path such as 'bronze/trades' or '_checkpoints/silver_trades'."""
+        return f"s3a://{self.lake.bucket}/{table.strip('/')}"
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "true/false", int: "a whole number", float: "a number", str: "text", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _coerce(path: str, default: Any, value: Any, origin: str) -> Any:
+    """Check an override value against the default's type; env strings are parsed into that type."""
+    from_env = origin.startswith("environment")
+    bad = ConfigError(f"{path}: expected {_type_name(default)}, got {value!r} (from {origin})")
+    if isinstance(default, bool):
+        if from_env:
+            lowered = str(value).strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise bad
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if isinstance(default, int):
+        if from_env:
+            try:
+                return int(str(value).strip())
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if isinstance(default, float):
+        if from_env:
+            try:
+                return float(str(value).strip())
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if isinstance(default, list):
+        if from_env:
+            return [item.strip() for item in str(value).split(",") if item.strip()]
+        if not isinstance(value, list):
+            raise bad
+        return value
+    if isinstance(default, dict):
+        if from_env:
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}: expected a JSON mapping ({exc.msg}) (from {origin})") from None
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    raise bad
+
+
+def _apply(merged: dict[str, dict[str, Any]], overrides: Mapping[str, Any], origin: str) -> None:
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"expected a mapping of sections at the top level (from {origin})")
+    for section, values in overrides.items():
+        if section not in merged:
+            raise ConfigError(f"{section}: unknown settings section (from {origin}); known: {', '.join(merged)}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{section}: expected a mapping of settings (from {origin})")
+        for key, value in values.items():
+            if key not in merged[section]:
+                raise ConfigError(f"{section}.{key}: unknown setting (from {origin}); "
+                                  f"known: {', '.join(merged[section])}")
+            merged[section][key] = _coerce(f"{section}.{key}", merged[section][key], value, origin)
+
+
+def env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def interval_seconds(text: str) -> float:
+    """'5 seconds' -> 5.0, '10 minutes' -> 600.0 (the interval forms Spark accepts)."""
+    m = INTERVAL.match(text)
+    if not m:
+        raise ValueError(f"not an interval: {text!r} (use e.g. '5 seconds', '10 minutes')")
+    return float(m.group(1)) * INTERVAL_SECONDS[m.group(2).lower()]
+
+
+def _validate(merged: dict[str, dict[str, Any]]) -> None:
+    for path in ("stream.trigger_interval", "stream.watermark_delay"):
+        section, key = path.split(".")
+        try:
+            interval_seconds(merged[section][key])
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    positive = ["kafka.partitions", "kafka.replication_factor", "stream.max_offsets_per_trigger",
+                "stream.shuffle_partitions", "producer.batch_size_bytes", "producer.delivery_timeout_ms",
+                "spark.delta_snapshot_partitions"]
+    for path in positive:
+        section, key = path.split(".")
+        if merged[section][key] <= 0:
+            raise ConfigError(f"{path}: must be greater than 0, got {merged[section][key]}")
+    if merged["stream"]["starting_offsets"] not in ("earliest", "latest"):
+        raise ConfigError(f"stream.starting_offsets: must be earliest or latest, "
+                          f"got {merged['stream']['starting_offsets']!r}")
+    for symbol, spec in merged["simulator"]["symbols"].items():
+        if not isinstance(spec, Mapping) or not {"price", "volatility", "weight"} <= set(spec):
+            raise ConfigError(f"simulator.symbols.{symbol}: needs price, volatility and weight")
+        if spec["price"] <= 0 or spec["volatility"] < 0 or spec["weight"] <= 0:
+            raise ConfigError(f"simulator.symbols.{symbol}: price and weight must be > 0, volatility >= 0")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    merged: dict[str, dict[str, Any]] = yaml.safe_load(DEFAULTS_FILE.read_text())
+    override_file = env.get(OVERRIDE_FILE_ENV)
+    if override_file:
+        path = Path(override_file)
+        if not path.is_file():
+            raise ConfigError(f"{OVERRIDE_FILE_ENV}: no such file: {override_file}")
+        _apply(merged, yaml.safe_load(path.read_text()) or {}, f"{OVERRIDE_FILE_ENV}={override_file}")
+    known = {env_name(s, k): (s, k) for s, values in merged.items() for k in values}
+    env_overrides: dict[str, dict[str, Any]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
+            continue
+        if name not in known:
+            raise ConfigError(f"{name}: unknown setting in the environment")
+        section, key = known[name]
+        env_overrides.setdefault(section, {})[key] = _coerce(f"{section}.{key}", merged[section][key], value,
+                                                             f"environment {name}")
+    for section, values in env_overrides.items():
+        merged[section].update(values)
+    _validate(merged)
+    return Settings(merged)
+
+
+def load_schema(name: str) -> dict[str, Any]:
+    """A message schema from conf/schemas, e.g. load_schema('trade.v1')."""
+    path = CONF_DIR / "schemas" / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"no message schema {name!r} in {path.parent}")
+    return json.loads(path.read_text())

@@ -1,0 +1,138 @@
+"""Trade events: construction, deterministic ids, wire encoding and contract validation.
+
+The contract is conf/schemas/trade.v1.json; nothing here restates its constraints. Validation failures are
+reported as short reason strings that the Spark stream uses verbatim for its quarantine:
+
+    malformed_json            payload is not UTF-8, not JSON, not a JSON object, or holds NaN/Infinity
+    <field>:required          a required top-level field is missing (the first one in the schema's order)
+    <field>:<keyword>         a top-level field breaks a schema keyword (type, pattern, minimum, maxLength, ...)
+    additionalProperties      an unknown top-level field
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import fastjsonschema
+
+from conf.settings import load_schema
+
+SCHEMA_NAME = "trade.v1"
+SCHEMA_VERSION = 1
+
+MALFORMED_JSON = "malformed_json"
+ADDITIONAL_PROPERTIES = "additionalProperties"
+
+
+def trade_event_id(source: str, symbol: str, trade_ts: int, price: float, volume: float,
+                   conditions: Iterable[str], sequence: int | None) -> str:
+    """sha256 hex of the trade's identifying fields: the same trade delivered twice gets the same id."""
+    canonical = "|".join([
+        source,
+        symbol,
+        str(trade_ts),
+        repr(float(price)),
+        repr(float(volume)),
+        ",".join(conditions),
+        "" if sequence is None else str(sequence),
+    ])
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def make_trade_event(source: str, symbol: str, trade_ts: int, price: float, volume: float,
+                     conditions: Sequence[str], sequence: int | None = None) -> dict[str, Any]:
+    """A trade event with exactly the schema's fields, in the schema's property order."""
+    # bool is an int in Python but not an integer in the contract: refuse it here rather than publish it.
+    if isinstance(trade_ts, bool) or not isinstance(trade_ts, int):
+        raise TypeError(f"trade_ts must be an int (epoch milliseconds), got {trade_ts!r}")
+    if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)):
+        raise TypeError(f"sequence must be an int or None, got {sequence!r}")
+    conditions = [str(c) for c in conditions]
+    price, volume = float(price), float(volume)
+    return {
+        "event_id": trade_event_id(source, symbol, trade_ts, price, volume, conditions, sequence),
+        "schema_version": SCHEMA_VERSION,
+        "source": source,
+        "symbol": symbol,
+        "price": price,
+        "volume": volume,
+        "trade_ts": trade_ts,
+        "conditions": conditions,
+        "sequence": sequence,
+    }
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; NaN/Infinity are refused (ValueError) because they are not JSON."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFinite(f"non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    # A literal such as 1e400 overflows to inf: as unrepresentable as a bare Infinity.
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(f"non-finite number {text}")
+    return value
+
+
+def decode(payload: bytes) -> dict[str, Any] | None:
+    """The JSON object in payload, or None if it is not UTF-8 JSON text holding an object of finite numbers."""
+    try:
+        text = payload.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class EventValidator:
+    """Validates payloads against a message schema and names the first violation as a reason string."""
+
+    def __init__(self, schema_name: str = SCHEMA_NAME):
+        self.schema_name = schema_name
+        self.schema: dict[str, Any] = load_schema(schema_name)
+        self.required: tuple[str, ...] = tuple(self.schema.get("required", ()))
+        self._validate = fastjsonschema.compile(self.schema)
+
+    def reason(self, event: Any) -> str | None:
+        """None if event (a decoded JSON value) satisfies the schema, else the reason string."""
+        if not isinstance(event, dict):
+            return MALFORMED_JSON
+        try:
+            self._validate(event)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return self._reason_from(exc, event)
+        return None
+
+    def validate_payload(self, payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
+        """(event, None) when payload is a valid event, else (None, reason)."""
+        event = decode(payload)
+        if event is None:
+            return None, MALFORMED_JSON
+        reason = self.reason(event)
+        return (event, None) if reason is None else (None, reason)
+
+    def _reason_from(self, exc: fastjsonschema.JsonSchemaValueException, event: Mapping[str, Any]) -> str:
+        # exc.path is ["data", <top-level property>, <index or nested key>...]: the reason names the
+        # top-level property, so an error in conditions[2] is reported against "conditions".
+        path = list(exc.path or [])
+        if exc.rule == "required" and len(path) <= 1:
+            missing = next((field for field in self.required if field not in event), None)
+            if missing is not None:
+                return f"{missing}:required"
+        if exc.rule == "additionalProperties" and len(path) <= 1:
+            return ADDITIONAL_PROPERTIES
+        if len(path) >= 2:
+            return f"{path[1]}:{exc.rule}"
+        # A rule on the whole object other than the above (e.g. type): the payload is not an event object.
+        return MALFORMED_JSON if exc.rule == "type" else str(exc.rule)

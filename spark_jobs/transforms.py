@@ -1,0 +1,110 @@
+"""Pure DataFrame -> DataFrame transforms shared by the streaming job, the batch jobs and the tests.
+
+Bronze: every Kafka record as received. Silver: parsed, typed, valid, deduplicated. Quarantine: every record that
+broke the contract, with the reason. Nothing here reads or writes storage.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from spark_jobs.schemas import parse
+
+PARTITION_COLUMNS = ["date", "hour"]
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One event stream: its topic, its contract and its tables."""
+
+    name: str                # table suffix: bronze/<name>, silver/<name>, quarantine/<name>
+    schema_name: str         # conf/schemas/<schema_name>.json
+    topic_setting: str       # key in the kafka settings section naming the topic
+    event_ts_field: str      # epoch-millisecond event time in the payload
+    event_time_column: str   # its timestamp column in Silver
+
+    def table(self, layer: str) -> str:
+        return f"{layer}/{self.name}"
+
+    def checkpoint(self, query: str) -> str:
+        return f"_checkpoints/{query}_{self.name}"
+
+
+TRADES = Entity("trades", "trade.v1", "trades_topic", "trade_ts", "trade_time")
+ENTITIES = {TRADES.name: TRADES}
+
+
+def with_hour_partitions(ts_column: str) -> Callable[[DataFrame], DataFrame]:
+    """Add zero-padded `date` (yyyy-MM-dd) and `hour` (HH) partition columns of a timestamp.
+
+    Rendered in the session time zone, which build_spark pins to UTC: storage is always UTC.
+    """
+    def add(df: DataFrame) -> DataFrame:
+        return (df.withColumn("date", F.date_format(ts_column, "yyyy-MM-dd"))
+                  .withColumn("hour", F.date_format(ts_column, "HH")))
+    return add
+
+
+def bronze_rows(kafka_df: DataFrame) -> DataFrame:
+    """Kafka records as received: raw bytes plus where and when they were received. Partitioned by Kafka time,
+    since a payload that cannot be parsed has no event time."""
+    return (kafka_df.select(
+        F.col("key").cast("string").alias("key"),
+        F.col("value"),
+        F.col("topic"),
+        F.col("partition"),
+        F.col("offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("timestampType").alias("kafka_timestamp_type"),
+        F.current_timestamp().alias("ingest_time"),
+    ).transform(with_hour_partitions("kafka_timestamp")))
+
+
+def parse_events(bronze_df: DataFrame, entity: Entity, schema: dict[str, Any],
+                 max_future_skew_seconds: int) -> DataFrame:
+    """Bronze rows plus `event` (typed struct) and `reasons` (every broken rule, in contract order; empty when
+    valid). Besides the JSON Schema, one rule needs the record's context: an event stamped further in the
+    future than the allowed skew past its Kafka timestamp is `<ts field>:future`."""
+    event, violations = parse(F.col("value"), schema)
+    event_ms = event[entity.event_ts_field]
+    limit_ms = F.unix_millis(F.col("kafka_timestamp")) + F.lit(max_future_skew_seconds * 1000)
+    violations = violations + [F.when(event_ms > limit_ms, F.lit(f"{entity.event_ts_field}:future"))]
+    reasons = F.filter(F.array(*violations), lambda reason: reason.isNotNull())
+    return bronze_df.withColumn("event", event).withColumn("reasons", reasons)
+
+
+def silver_rows(parsed_df: DataFrame, entity: Entity) -> DataFrame:
+    """Valid events, typed, with their Kafka lineage, partitioned by event date and hour (UTC)."""
+    return (parsed_df.where(F.size("reasons") == 0).select(
+        "event.*",
+        F.timestamp_millis(F.col(f"event.{entity.event_ts_field}")).alias(entity.event_time_column),
+        F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        "kafka_timestamp",
+        "ingest_time",
+    ).transform(with_hour_partitions(entity.event_time_column)))
+
+
+def quarantine_rows(parsed_df: DataFrame) -> DataFrame:
+    """Records that broke the contract: the raw record, the first reason and all of them."""
+    return parsed_df.where(F.size("reasons") > 0).select(
+        "key", "value", "topic", "partition", "offset", "kafka_timestamp", "ingest_time",
+        F.col("reasons")[0].alias("reason"),
+        "reasons",
+        "date", "hour",
+    )
+
+
+def deduplicate(silver_df: DataFrame, entity: Entity, watermark_delay: str) -> DataFrame:
+    """Keep the first delivery of each event id, with state bounded by the watermark.
+
+    Spark drops rows whose event time is behind the watermark of the previous micro-batch (max event time seen -
+    watermark_delay) and counts them as rows dropped by watermark; a re-delivery of an event whose state has
+    expired is always behind it, so it can never enter Silver twice. Late rows stay in Bronze for reconciliation.
+    """
+    return (silver_df.withWatermark(entity.event_time_column, watermark_delay)
+                     .dropDuplicatesWithinWatermark(["event_id"]))

@@ -1,0 +1,154 @@
+"""The stream's pure transforms on tiny inline DataFrames (chispa)."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
+
+from conf.settings import load_schema
+from spark_jobs.schemas import ecma_pattern, struct_type
+from spark_jobs.transforms import (TRADES, bronze_rows, deduplicate, parse_events, quarantine_rows,
+                                   silver_rows)
+
+SCHEMA = load_schema("trade.v1")
+KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, " \
+                "timestampType int"
+TS = datetime(2026, 1, 5, 9, 30, 0)  # session time zone is UTC
+GOOD = {"event_id": "a" * 64, "schema_version": 1, "source": "simulator", "symbol": "AAPL", "price": 189.5,
+        "volume": 100, "trade_ts": 1767605400000, "conditions": ["1"], "sequence": 3}  # 2026-01-05 09:30 UTC
+
+
+def kafka_df(spark, payloads, timestamp=TS):
+    rows = [(b"AAPL", p if isinstance(p, bytes) else json.dumps(p).encode(), "t", 0, i, timestamp, 0)
+            for i, p in enumerate(payloads)]
+    return spark.createDataFrame(rows, KAFKA_COLUMNS)
+
+
+def reasons_of(spark, payloads, timestamp=TS):
+    parsed = parse_events(bronze_rows(kafka_df(spark, payloads, timestamp)), TRADES, SCHEMA, 300)
+    return [row["reasons"] for row in parsed.orderBy("offset").select("reasons").collect()]
+
+
+def test_struct_type_is_derived_from_the_json_schema():
+    assert struct_type(SCHEMA) == StructType([
+        StructField("event_id", StringType(), False),
+        StructField("schema_version", LongType(), False),
+        StructField("source", StringType(), False),
+        StructField("symbol", StringType(), False),
+        StructField("price", DoubleType(), False),
+        StructField("volume", DoubleType(), False),
+        StructField("trade_ts", LongType(), False),
+        StructField("conditions", ArrayType(StringType(), False), False),
+        StructField("sequence", LongType(), True),
+    ])
+
+
+def test_ecma_end_anchor_becomes_end_of_input():
+    assert ecma_pattern("^[A-Z]+$") == "^[A-Z]+\\z"
+    assert ecma_pattern("^a\\$") == "^a\\$"
+
+
+def test_bronze_keeps_the_record_and_partitions_by_kafka_time_zero_padded(spark):
+    bronze = bronze_rows(kafka_df(spark, [b"raw-1", b"\xff\xfe"])).drop("ingest_time")
+    expected = spark.createDataFrame(
+        [("AAPL", b"raw-1", "t", 0, 0, TS, 0, "2026-01-05", "09"),
+         ("AAPL", b"\xff\xfe", "t", 0, 1, TS, 0, "2026-01-05", "09")],
+        "key string, value binary, topic string, partition int, offset long, kafka_timestamp timestamp, "
+        "kafka_timestamp_type int, date string, hour string")
+    assert_df_equality(bronze, expected, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("payload, reasons", [
+    (GOOD, []),
+    ({**GOOD, "sequence": None}, []),
+    ({**GOOD, "conditions": []}, []),
+    ({**GOOD, "price": 0}, ["price:exclusiveMinimum"]),
+    ({**GOOD, "price": -1.5}, ["price:exclusiveMinimum"]),
+    ({**GOOD, "price": "189.5"}, ["price:type"]),
+    ({**GOOD, "price": True}, ["price:type"]),
+    ({**GOOD, "price": None}, ["price:type"]),
+    ({**GOOD, "volume": -1}, ["volume:minimum"]),
+    ({**GOOD, "symbol": "aapl"}, ["symbol:pattern"]),
+    ({**GOOD, "symbol": "AAPL\n"}, ["symbol:pattern"]),
+    ({**GOOD, "symbol": 123}, ["symbol:type"]),
+    ({**GOOD, "trade_ts": 1767605400000.5}, ["trade_ts:type"]),
+    ({**GOOD, "conditions": [1]}, ["conditions:type"]),
+    ({**GOOD, "conditions": ["123456789"]}, ["conditions:maxLength"]),
+    ({**GOOD, "event_id": "xyz"}, ["event_id:pattern"]),
+    ({**GOOD, "schema_version": 2}, ["schema_version:maximum"]),
+    ({**GOOD, "extra": 1}, ["additionalProperties"]),
+    ({k: v for k, v in GOOD.items() if k != "trade_ts"}, ["trade_ts:required"]),
+    ({**GOOD, "price": 0, "volume": -1}, ["price:exclusiveMinimum", "volume:minimum"]),
+    (b'{"event_id": "aaa', ["malformed_json"]),
+    (b"[1, 2]", ["malformed_json"]),
+    (b"\xff\xfe{}", ["malformed_json"]),
+    (b'{"price": NaN}', ["malformed_json"]),
+])
+def test_contract_violations_get_the_producers_reason(spark, payload, reasons):
+    assert reasons_of(spark, [payload]) == [reasons]
+
+
+def test_trade_stamped_beyond_the_allowed_skew_past_its_kafka_time_is_future(spark):
+    # GOOD is stamped 09:30:00; Kafka received it at 09:24:59, 301 s earlier: over the 300 s allowed.
+    assert reasons_of(spark, [GOOD], datetime(2026, 1, 5, 9, 24, 59)) == [["trade_ts:future"]]
+    assert reasons_of(spark, [GOOD], datetime(2026, 1, 5, 9, 25, 0)) == [[]]
+
+
+def test_silver_is_typed_and_partitioned_by_event_hour(spark):
+    parsed = parse_events(bronze_rows(kafka_df(spark, [GOOD, {**GOOD, "price": 0}])), TRADES, SCHEMA, 300)
+    silver = silver_rows(parsed, TRADES).drop("ingest_time")
+    expected = spark.createDataFrame(
+        [("a" * 64, 1, "simulator", "AAPL", 189.5, 100.0, 1767605400000, ["1"], 3,
+          datetime(2026, 1, 5, 9, 30), "t", 0, 0, TS, "2026-01-05", "09")],
+        "event_id string, schema_version long, source string, symbol string, price double, volume double, "
+        "trade_ts long, conditions array<string>, sequence long, trade_time timestamp, kafka_topic string, "
+        "kafka_partition int, kafka_offset long, kafka_timestamp timestamp, date string, hour string")
+    assert_df_equality(silver, expected, ignore_nullable=True)
+
+
+def test_quarantine_keeps_the_raw_record_with_its_first_reason(spark):
+    bad = {**GOOD, "price": 0, "volume": -1}
+    parsed = parse_events(bronze_rows(kafka_df(spark, [GOOD, bad, b"oops"])), TRADES, SCHEMA, 300)
+    quarantine = quarantine_rows(parsed).select("offset", "value", "reason", "reasons").orderBy("offset")
+    expected = spark.createDataFrame(
+        [(1, json.dumps(bad).encode(), "price:exclusiveMinimum", ["price:exclusiveMinimum", "volume:minimum"]),
+         (2, b"oops", "malformed_json", ["malformed_json"])],
+        "offset long, value binary, reason string, reasons array<string>")
+    assert_df_equality(quarantine, expected, ignore_nullable=True)
+
+
+def test_deduplicate_keeps_the_first_delivery_and_drops_late_events(spark, tmp_path):
+    """A real stream (file source -> memory sink) of three micro-batches. Spark drops rows behind the watermark
+    of the batch before (batch 1 sets 09:50, batch 2 computes with it, batch 3 drops against it), and
+    duplicates collapse within and across batches."""
+    def event(letter, minute):
+        return {**GOOD, "event_id": letter * 64, "trade_ts": GOOD["trade_ts"] + minute * 60_000}
+
+    batches = [[event("a", 0), event("a", 0), event("b", 30)],  # max 10:00 -> watermark 09:50
+               [event("b", 30), event("c", 31)],               # b: duplicate across batches
+               [event("d", -5), event("a", 0), event("e", 32)]]  # d (09:25) and a's re-delivery: late
+    source = tmp_path / "source"
+    source.mkdir()
+    for number, payloads in enumerate(batches):
+        staging = tmp_path / f"staging-{number}"
+        kafka_df(spark, payloads).coalesce(1).write.parquet(str(staging))
+        part = next(staging.glob("part-*.parquet"))
+        target = source / f"{number}.parquet"
+        part.rename(target)
+        os.utime(target, (1_000_000 + number, 1_000_000 + number))  # the file source reads oldest first
+
+    stream = spark.readStream.schema(KAFKA_COLUMNS).option("maxFilesPerTrigger", 1).parquet(str(source))
+    parsed = parse_events(bronze_rows(stream), TRADES, SCHEMA, 10**9)
+    deduped = deduplicate(silver_rows(parsed, TRADES), TRADES, "10 minutes")
+    query = (deduped.writeStream.format("memory").queryName("dedupe_test").outputMode("append")
+             .option("checkpointLocation", str(tmp_path / "checkpoint")).trigger(availableNow=True).start())
+    query.awaitTermination()
+
+    kept = sorted(row["event_id"][0] for row in spark.table("dedupe_test").collect())
+    dropped_late = sum(op.numRowsDroppedByWatermark for p in query.recentProgress for op in p.stateOperators)
+    assert kept == ["a", "b", "c", "e"]
+    assert dropped_late == 2

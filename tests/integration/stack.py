@@ -1,0 +1,99 @@
+"""Helpers for tests against the real local stack: namespaces, the producer CLI, the streaming job."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from conf.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def create_namespace(settings: Settings) -> None:
+    """Create the settings' topics and bucket on the running Kafka and MinIO."""
+    import boto3
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    kafka = settings.kafka
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    topics = [kafka.trades_topic, kafka.quotes_topic, kafka.dlq_topic]
+    futures = admin.create_topics([NewTopic(t, num_partitions=kafka.partitions, replication_factor=1)
+                                   for t in topics])
+    for future in futures.values():
+        future.result(timeout=30)
+    s3 = boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
+    s3.create_bucket(Bucket=settings.lake.bucket)
+
+
+def producer_args(count: int, seed: int, start_time: str, **ratios: float) -> list[str]:
+    args = ["--source", "simulator", "--rate", "1000", "--count", str(count), "--no-pacing", "--seed", str(seed),
+            "--start-time", start_time, "--malformed-target", "topic"]
+    for name, value in ratios.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+def run_producer(env: dict[str, str], args: list[str], tmp: Path) -> dict:
+    summary = tmp / f"producer-{time.monotonic_ns()}.json"
+    result = subprocess.run([sys.executable, "-m", "producer", *args, "--summary-json", str(summary)],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(summary.read_text())
+
+
+def expected_records(env: dict[str, str], args: list[str]):
+    """The exact records the producer CLI sends for these arguments (the simulator is seeded)."""
+    from producer.cli import make_simulator, parse_args
+
+    settings = load_settings(env)
+    parsed = parse_args(args, settings)
+    return make_simulator(parsed, settings).take(parsed.count)
+
+
+def stream_command(trigger: str) -> list[str]:
+    return [SPARK_SUBMIT, "--master", "local[2]", "--driver-memory", "2g", "--conf", "spark.ui.enabled=false",
+            str(REPO / "spark_jobs" / "stream.py"), "--trigger", trigger]
+
+
+def run_stream_available_now(env: dict[str, str], log: Path, timeout: float = 900) -> None:
+    with log.open("ab") as out:
+        result = subprocess.run(stream_command("available-now"), env=env, cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, timeout=timeout)
+    assert result.returncode == 0, log.read_text(errors="replace")[-5000:]
+
+
+def start_stream(env: dict[str, str], log: Path, trigger: str = "processing-time") -> subprocess.Popen:
+    out = log.open("ab")
+    return subprocess.Popen(stream_command(trigger), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the job and everything it started (the spark-submit JVM and the Python driver)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+def batches_committed(log: Path, query: str) -> int:
+    """Micro-batches of `query` that finished, from the job's structured progress lines."""
+    count = 0
+    for line in log.read_text(errors="replace").splitlines():
+        if '"event": "batch"' in line and f'"query": "{query}"' in line:
+            count += 1
+    return count

@@ -34,7 +34,8 @@ def account(spark: SparkSession, settings: Settings, entity: Entity) -> dict:
     bronze, silver, quarantine = read("bronze"), read("silver"), read("quarantine")
     parsed = parse_events(bronze, entity, load_schema(entity.schema_name),
                           settings.stream.max_future_skew_seconds)
-    valid_ids = parsed.where(F.size("reasons") == 0).select(F.col("event.event_id").alias("event_id"))
+    # Parsing is the expensive part: do it once, keep only the ids.
+    valid_ids = parsed.where(F.size("reasons") == 0).select(F.col("event.event_id").alias("event_id")).cache()
 
     bronze_rows = bronze.count()
     valid_rows = valid_ids.count()
@@ -46,6 +47,7 @@ def account(spark: SparkSession, settings: Settings, entity: Entity) -> dict:
     by_reason = {row["reason"]: row["count"] for row in quarantine.groupBy("reason").count().collect()}
     quarantined = sum(by_reason.values())
     duplicates = valid_rows - distinct_valid
+    valid_ids.unpersist()
     return {
         "entity": entity.name,
         "bronze_rows": bronze_rows,

@@ -1,0 +1,62 @@
+"""conf/settings.py: defaults, override file, environment, and clear errors naming the setting."""
+from __future__ import annotations
+
+import pytest
+
+from conf.settings import ConfigError, interval_seconds, load_schema, load_settings
+
+
+def test_defaults_come_from_pipeline_yaml():
+    settings = load_settings({})
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert settings.kafka.trades_topic == "market.trades.v1"
+    assert settings.lake_uri("silver/trades") == "s3a://lakehouse/silver/trades"
+    assert settings.simulator.symbols["AAPL"] == {"price": 189.5, "volatility": 0.25, "weight": 5}
+
+
+def test_environment_overrides_are_parsed_into_the_defaults_type():
+    settings = load_settings({"STOCKLAKE_KAFKA_PARTITIONS": "3", "STOCKLAKE_LAKE_PATH_STYLE_ACCESS": "false",
+                              "STOCKLAKE_STREAM_WATERMARK_DELAY": "5 minutes",
+                              "STOCKLAKE_SIMULATOR_SYMBOLS": '{"IBM": {"price": 1, "volatility": 0.1, "weight": 1}}'})
+    assert settings.kafka.partitions == 3
+    assert settings.lake.path_style_access is False
+    assert settings.stream.watermark_delay == "5 minutes"
+    assert list(settings.simulator.symbols) == ["IBM"]
+
+
+def test_override_file_then_environment(tmp_path):
+    override = tmp_path / "prod.yaml"
+    override.write_text("kafka:\n  bootstrap_servers: broker-1:9092\n  partitions: 12\n")
+    settings = load_settings({"STOCKLAKE_CONFIG": str(override), "STOCKLAKE_KAFKA_PARTITIONS": "24"})
+    assert settings.kafka.bootstrap_servers == "broker-1:9092"
+    assert settings.kafka.partitions == 24
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"STOCKLAKE_KAFKA_PARTITONS": "3"}, "STOCKLAKE_KAFKA_PARTITONS: unknown setting in the environment"),
+    ({"STOCKLAKE_KAFKA_PARTITIONS": "three"}, "kafka.partitions: expected a whole number, got 'three'"),
+    ({"STOCKLAKE_KAFKA_PARTITIONS": "0"}, "kafka.partitions: must be greater than 0, got 0"),
+    ({"STOCKLAKE_STREAM_WATERMARK_DELAY": "ten"}, "stream.watermark_delay: not an interval: 'ten'"),
+    ({"STOCKLAKE_STREAM_STARTING_OFFSETS": "middle"}, "stream.starting_offsets: must be earliest or latest"),
+    ({"STOCKLAKE_CONFIG": "/nonexistent.yaml"}, "STOCKLAKE_CONFIG: no such file: /nonexistent.yaml"),
+])
+def test_bad_settings_fail_with_one_line_naming_the_setting(env, message):
+    with pytest.raises(ConfigError) as error:
+        load_settings(env)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_key_in_override_file(tmp_path):
+    override = tmp_path / "bad.yaml"
+    override.write_text("stream:\n  watermark: 5 minutes\n")
+    with pytest.raises(ConfigError, match=r"^stream.watermark: unknown setting \(from STOCKLAKE_CONFIG="):
+        load_settings({"STOCKLAKE_CONFIG": str(override)})
+
+
+def test_intervals_and_schemas():
+    assert interval_seconds("5 seconds") == 5.0
+    assert interval_seconds("10 minutes") == 600.0
+    assert load_schema("trade.v1")["required"][0] == "event_id"
+    with pytest.raises(ConfigError, match="no message schema 'trade.v9'"):
+        load_schema("trade.v9")

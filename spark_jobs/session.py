@@ -2,7 +2,7 @@
 
 The jars (Kafka source, Delta, S3A) are on the classpath through SPARK_CONF_DIR/spark-defaults.conf, which
 `make setup` writes from the pinned, checksummed jar locks (jars/). S3 credentials come from the environment
-only; Spark redacts them from its UI and logs (spark.redaction.regex matches "secret" and "access.key").
+only, handed to S3A at run time (Spark's default spark.redaction.regex covers their keys).
 """
 from __future__ import annotations
 

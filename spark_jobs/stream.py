@@ -145,9 +145,7 @@ def run(argv: list[str]) -> int:
                         help="processing-time[=INTERVAL] (default; interval from conf) or available-now")
     parser.add_argument("--entity", choices=sorted(ENTITIES), action="append",
                         help="which event streams to run (default: all)")
-    args = parser.parse_args(argv)
-    if isinstance(args.trigger, str):
-        args.trigger = parse_trigger(args.trigger)
+    args = parser.parse_args(argv)  # argparse applies parse_trigger to the default too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     try:

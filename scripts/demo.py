@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from conf.settings import load_settings  # noqa: E402
 from services import RUNTIME, Kafka, credentials  # noqa: E402
+from spark_jobs.listener import read_progress  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -58,9 +59,8 @@ def empty_topics_and_bucket(settings) -> None:
 def stream_batches(log: Path) -> dict[str, int]:
     """Rows read so far per query, from the job's structured progress lines."""
     rows: dict[str, int] = {}
-    for line in log.read_text(errors="replace").splitlines():
-        if '"event": "batch"' in line:
-            record = json.loads(line.split(" stocklake.stream ", 1)[1])
+    for record in read_progress(log.read_text(errors="replace")):
+        if record["event"] == "batch":
             rows[record["query"]] = rows.get(record["query"], 0) + record["rows_in"]
     return rows
 
@@ -85,11 +85,14 @@ def main(argv: list[str]) -> int:
     # Batches of at most 20k records: the watermark advances batch by batch, so late events meet it.
     stream_env = {**os.environ, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "20000"}
     stream = subprocess.Popen(
-        [str(BIN / "spark-submit"), "--driver-memory", "2g", str(REPO / "spark_jobs" / "stream.py")],
+        # Trades only: the demo's simulator produces no quotes, so quotes queries would only take cores.
+        [str(BIN / "spark-submit"), "--driver-memory", "2g", str(REPO / "spark_jobs" / "stream.py"),
+         "--entity", "trades"],
         stdout=stream_log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True, env=stream_env)
     try:
         deadline = time.monotonic() + 300
-        while stream_log.read_text(errors="replace").count('"event": "query_started"') < 2:
+        while sum(1 for record in read_progress(stream_log.read_text(errors="replace"))
+                  if record["event"] == "query_started") < 2:
             if stream.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"demo: the streaming job did not start; see {stream_log}")
             time.sleep(1)
@@ -119,7 +122,7 @@ def main(argv: list[str]) -> int:
             stream.wait(timeout=120)
 
     say("reading the tables back")
-    result = subprocess.run([str(BIN / "spark-submit"), str(REPO / "spark_jobs" / "report.py"),
+    result = subprocess.run([str(BIN / "spark-submit"), str(REPO / "spark_jobs" / "report.py"), "--entity", "trades",
                              "--json", str(report_json)], capture_output=True, text=True)
     if not report_json.exists():
         print(result.stderr[-3000:], file=sys.stderr)

@@ -1,4 +1,11 @@
-"""Structured progress: one JSON line per micro-batch, so late rows and slow batches never pass unseen."""
+"""Structured progress: one JSON line per micro-batch, so late rows and slow batches never pass unseen.
+
+The job logs through logger `stocklake.stream` with LOG_FORMAT, one JSON object per line:
+
+    2026-01-05 14:30:00,123 INFO stocklake.stream {"event": "batch", "query": "silver_trades", "rows_in": 812, ...}
+
+read_progress() reads them back from the job's log; it is the one parser of these lines.
+"""
 from __future__ import annotations
 
 import json
@@ -7,7 +14,31 @@ import threading
 
 from pyspark.sql.streaming import StreamingQueryListener
 
-log = logging.getLogger("stocklake.stream")
+LOGGER_NAME = "stocklake.stream"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+log = logging.getLogger(LOGGER_NAME)
+
+
+def read_progress(log_text: str) -> list[dict]:
+    """Every JSON event record the job logged (query_started, batch, stopping, ...), in log order.
+
+    Anything else is skipped: Spark's own log lines share the file, and a line cut short by a killed job is
+    not a record.
+    """
+    marker = f" {LOGGER_NAME} "
+    records = []
+    for line in log_text.splitlines():
+        _, found, message = line.partition(marker)
+        if not found:
+            continue
+        try:
+            record = json.loads(message)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "event" in record:
+            records.append(record)
+    return records
 
 
 def progress_record(progress) -> dict:

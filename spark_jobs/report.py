@@ -1,6 +1,6 @@
 """Read the tables back and account for every Bronze record.
 
-    spark-submit spark_jobs/report.py [--entity trades] [--json PATH]
+    spark-submit spark_jobs/report.py [--entity trades] [--entity quotes] [--json PATH]
 
 Each Bronze record ends in exactly one of: Silver (first delivery of a valid event), quarantine (broke the
 contract), duplicate (a later delivery of an event id already kept), or late (a valid event the stream's
@@ -78,7 +78,8 @@ def render(report: dict) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="spark_jobs/report.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--entity", choices=sorted(ENTITIES), action="append")
+    parser.add_argument("--entity", choices=list(ENTITIES), action="append",
+                        help="an event stream to account for; repeat for several (default: all, trades first)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = parser.parse_args(argv)
     try:
@@ -88,7 +89,7 @@ def main(argv: list[str]) -> int:
         print(f"report: configuration error: {exc}", file=sys.stderr)
         return 2
     spark.sparkContext.setLogLevel("WARN")
-    reports = [account(spark, settings, ENTITIES[name]) for name in args.entity or sorted(ENTITIES)]
+    reports = [account(spark, settings, ENTITIES[name]) for name in dict.fromkeys(args.entity or ENTITIES)]
     spark.stop()
     for report in reports:
         print(render(report))

@@ -1,9 +1,10 @@
 """Streaming job: Kafka -> Bronze + quarantine, and Kafka -> Silver, as Delta tables on S3/MinIO.
 
     spark-submit spark_jobs/stream.py [--trigger processing-time[=INTERVAL] | --trigger available-now]
-                                      [--entity trades]
+                                      [--entity trades] [--entity quotes]
 
-Two queries per entity, each with its own checkpoint on the object store:
+Entities (spark_jobs/transforms.ENTITIES): trades from kafka.trades_topic, quotes from kafka.quotes_topic; all of
+them unless --entity picks some. Two queries per entity, each with its own checkpoint on the object store:
 - bronze_<entity>: every record as received into bronze/<entity>, and the records that break the contract into
   quarantine/<entity> with the reason. One foreachBatch writes both, each append made idempotent with Delta's
   txnAppId/txnVersion (the checkpoint's query id and the batch id), so a replayed batch is never written twice.
@@ -33,12 +34,12 @@ from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, St
                                TimestampType)
 
 from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
-from spark_jobs.listener import ProgressLogger  # noqa: E402
+from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger  # noqa: E402
 from spark_jobs.session import build_spark  # noqa: E402
 from spark_jobs.transforms import (ENTITIES, PARTITION_COLUMNS, Entity, bronze_rows, deduplicate,  # noqa: E402
                                    parse_events, quarantine_rows, silver_rows)
 
-log = logging.getLogger("stocklake.stream")
+log = logging.getLogger(LOGGER_NAME)
 
 # The Kafka source's schema, for creating the tables before the first batch arrives.
 KAFKA_SCHEMA = StructType([
@@ -139,14 +140,22 @@ def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigg
     return [bronze_query, silver_query]
 
 
-def run(argv: list[str]) -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options; `entities` holds the Entity objects to run, each once, all of them by default."""
     parser = argparse.ArgumentParser(prog="spark_jobs/stream.py", description=__doc__.splitlines()[0])
     parser.add_argument("--trigger", type=parse_trigger, default="processing-time",
                         help="processing-time[=INTERVAL] (default; interval from conf) or available-now")
-    parser.add_argument("--entity", choices=sorted(ENTITIES), action="append",
-                        help="which event streams to run (default: all)")
+    parser.add_argument("--entity", choices=list(ENTITIES), action="append",
+                        help="an event stream to run; repeat for several (default: all)")
     args = parser.parse_args(argv)  # argparse applies parse_trigger to the default too
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Each entity once: a repeated --entity would otherwise start two queries on one checkpoint.
+    args.entities = [ENTITIES[name] for name in dict.fromkeys(args.entity or ENTITIES)]
+    return args
+
+
+def run(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 
     try:
         settings = load_settings()
@@ -169,8 +178,8 @@ def run(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
-    for name in args.entity or sorted(ENTITIES):
-        queries.extend(start_queries(spark, settings, ENTITIES[name], args.trigger))
+    for entity in args.entities:
+        queries.extend(start_queries(spark, settings, entity, args.trigger))
 
     failed = False
     while any(query.isActive for query in queries):

@@ -34,7 +34,9 @@ class Entity:
 
 
 TRADES = Entity("trades", "trade.v1", "trades_topic", "trade_ts", "trade_time")
-ENTITIES = {TRADES.name: TRADES}
+QUOTES = Entity("quotes", "quote.v1", "quotes_topic", "quote_ts", "quote_time")
+# In the order jobs run and report them when no entity is chosen.
+ENTITIES = {entity.name: entity for entity in (TRADES, QUOTES)}
 
 
 def with_hour_partitions(ts_column: str) -> Callable[[DataFrame], DataFrame]:

@@ -8,9 +8,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from conf.settings import Settings, load_settings
+from spark_jobs.listener import read_progress
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
@@ -66,22 +67,30 @@ def expected_records(env: dict[str, str], args: list[str]):
     return make_simulator(parsed, settings).take(parsed.count)
 
 
-def stream_command(trigger: str) -> list[str]:
+# The stream runs every entity by default; tests name the ones they check, so the 2-core machine runs only
+# their queries.
+TRADES_ONLY = ("trades",)
+
+
+def stream_command(trigger: str, entities: Sequence[str]) -> list[str]:
     return [SPARK_SUBMIT, "--master", "local[2]", "--driver-memory", "2g", "--conf", "spark.ui.enabled=false",
-            str(REPO / "spark_jobs" / "stream.py"), "--trigger", trigger]
+            str(REPO / "spark_jobs" / "stream.py"), "--trigger", trigger,
+            *[arg for entity in entities for arg in ("--entity", entity)]]
 
 
-def run_stream_available_now(env: dict[str, str], log: Path, timeout: float = 900) -> None:
+def run_stream_available_now(env: dict[str, str], log: Path, timeout: float = 900,
+                             entities: Sequence[str] = TRADES_ONLY) -> None:
     with log.open("ab") as out:
-        result = subprocess.run(stream_command("available-now"), env=env, cwd=REPO, stdout=out,
+        result = subprocess.run(stream_command("available-now", entities), env=env, cwd=REPO, stdout=out,
                                 stderr=subprocess.STDOUT, timeout=timeout)
     assert result.returncode == 0, log.read_text(errors="replace")[-5000:]
 
 
-def start_stream(env: dict[str, str], log: Path, trigger: str = "processing-time") -> subprocess.Popen:
+def start_stream(env: dict[str, str], log: Path, trigger: str = "processing-time",
+                 entities: Sequence[str] = TRADES_ONLY) -> subprocess.Popen:
     out = log.open("ab")
-    return subprocess.Popen(stream_command(trigger), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(stream_command(trigger, entities), env=env, cwd=REPO, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def kill_process_group(proc: subprocess.Popen) -> None:
@@ -92,8 +101,5 @@ def kill_process_group(proc: subprocess.Popen) -> None:
 
 def batches_committed(log: Path, query: str) -> int:
     """Micro-batches of `query` that finished, from the job's structured progress lines."""
-    count = 0
-    for line in log.read_text(errors="replace").splitlines():
-        if '"event": "batch"' in line and f'"query": "{query}"' in line:
-            count += 1
-    return count
+    return sum(1 for record in read_progress(log.read_text(errors="replace"))
+               if record["event"] == "batch" and record["query"] == query)

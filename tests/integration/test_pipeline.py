@@ -1,13 +1,13 @@
 """Producer -> real Kafka -> spark-submit stream.py -> Delta on real MinIO, counted exactly."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import datetime, timezone
 
 from confluent_kafka import Producer
 from pyspark.sql import functions as F
 
+from spark_jobs.listener import read_progress
 from spark_jobs.report import account
 from spark_jobs.transforms import TRADES
 from tests.integration.stack import (batches_committed, expected_records, kill_process_group, producer_args,
@@ -87,9 +87,8 @@ def test_stream_lands_every_record_once_and_a_second_run_duplicates_nothing(spar
     report = account(spark, settings, TRADES)
     assert report["late_rows"] == len(late)
     assert report["balanced"] is True
-    dropped = sum(json.loads(line.split(" stocklake.stream ", 1)[1])["rows_dropped_by_watermark"]
-                  for line in log.read_text().splitlines()
-                  if '"event": "batch"' in line and '"query": "silver_trades"' in line)
+    dropped = sum(record["rows_dropped_by_watermark"] for record in read_progress(log.read_text())
+                  if record["event"] == "batch" and record["query"] == "silver_trades")
     # Every delivery of a late event was dropped, re-deliveries of late events included.
     assert dropped == sum(1 for r in records_b if r.event_id in late)
 

@@ -170,7 +170,10 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
             raise ConfigError(f"{path}: {exc}") from None
     positive = ["kafka.partitions", "kafka.replication_factor", "stream.max_offsets_per_trigger",
                 "stream.shuffle_partitions", "producer.batch_size_bytes", "producer.delivery_timeout_ms",
-                "spark.delta_snapshot_partitions"]
+                "spark.delta_snapshot_partitions", "finnhub.max_symbols", "finnhub.watchdog_silence_seconds",
+                "finnhub.reconnect_initial_seconds", "finnhub.reconnect_max_seconds", "finnhub.quote_calls_per_minute",
+                "finnhub.quote_poll_interval_seconds", "finnhub.quote_max_age_seconds",
+                "finnhub.rate_limited_initial_seconds", "finnhub.http_timeout_seconds"]
     for path in positive:
         section, key = path.split(".")
         if merged[section][key] <= 0:
@@ -178,6 +181,21 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
     if merged["stream"]["starting_offsets"] not in ("earliest", "latest"):
         raise ConfigError(f"stream.starting_offsets: must be earliest or latest, "
                           f"got {merged['stream']['starting_offsets']!r}")
+    if merged["finnhub"]["reconnect_max_seconds"] < merged["finnhub"]["reconnect_initial_seconds"]:
+        raise ConfigError("finnhub.reconnect_max_seconds: must be >= finnhub.reconnect_initial_seconds")
+    for path in ("finnhub.ws_url", "finnhub.rest_url"):
+        section, key = path.split(".")
+        scheme = ("ws://", "wss://") if key == "ws_url" else ("http://", "https://")
+        if not merged[section][key].startswith(scheme):
+            raise ConfigError(f"{path}: must start with {' or '.join(scheme)}, got {merged[section][key]!r}")
+    if not 0 <= merged["producer"]["metrics_port"] <= 65535:
+        raise ConfigError(f"producer.metrics_port: must be 0 (off) to 65535, got {merged['producer']['metrics_port']}")
+    if merged["market_hours"]["session"] not in ("regular", "extended", "always"):
+        raise ConfigError(f"market_hours.session: must be regular, extended or always, "
+                          f"got {merged['market_hours']['session']!r}")
+    for key in ("pre_market_minutes", "after_hours_minutes"):
+        if not 0 <= merged["market_hours"][key] <= 720:
+            raise ConfigError(f"market_hours.{key}: must be within 0..720, got {merged['market_hours'][key]}")
     for symbol, spec in merged["simulator"]["symbols"].items():
         if not isinstance(spec, Mapping) or not {"price", "volatility", "weight"} <= set(spec):
             raise ConfigError(f"simulator.symbols.{symbol}: needs price, volatility and weight")

@@ -1,11 +1,18 @@
-"""`python -m producer`: generate trade events and publish them to Kafka.
+"""`python -m producer`: take market data from a source, validate it, publish it to Kafka keyed by symbol.
 
-Valid events go to the trades topic keyed by symbol; invalid ones go to the DLQ with their reason. With
+Sources:
+    simulator      seeded synthetic trades (duplicates, late, out-of-order and malformed on request)
+    finnhub-ws     Finnhub's WebSocket trade stream (key in FINNHUB_API_KEY; --record F keeps what arrives)
+    finnhub-rest   Finnhub's REST /quote, polled into the quotes topic (key in FINNHUB_API_KEY)
+    replay         a log recorded with --record, through the same path as the live stream (--file, --speed)
+
+Valid events go to their topic keyed by symbol; invalid ones go to the DLQ with their reason. With
 `--malformed-target topic` the simulator's malformed records are instead published unvalidated to the trades
 topic: behave like a misbehaving upstream, to exercise the stream's quarantine.
 
 The logic is split so it can be tested without Kafka: parse_args() validates arguments, route() decides where
-a record goes, run() drives a simulator into any publisher with the KafkaPublisher interface.
+a simulator record goes, run() drives a simulator and run_live() any other source into a publisher with the
+KafkaPublisher interface.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import signal
 import sys
 import time
@@ -20,44 +28,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 from conf.settings import ConfigError, Settings, load_schema, load_settings
 
 from .events import SCHEMA_NAME, EventValidator
 from .simulator import KINDS, MarketSimulator, SimRecord, validate_symbols
+from .sink import Publisher
 
 log = logging.getLogger("producer")
 
-SOURCES = ("simulator",)
+SOURCES = ("simulator", "finnhub-ws", "finnhub-rest", "replay")
+LIVE_SOURCES = ("finnhub-ws", "finnhub-rest")
 MALFORMED_TARGETS = ("dlq", "topic")
 TRADES, DLQ = "trades", "dlq"
 PACING_TICK_SECONDS = 0.01
 PACING_SLACK_SECONDS = 0.001
 FLUSH_MARGIN_SECONDS = 10.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class Publisher(Protocol):
-    """What run() needs from a publisher (producer.kafka_sink.KafkaPublisher)."""
-
-    trades_topic: str
-    dlq_topic: str
-    errors: list[str]
-
-    @property
-    def delivered_total(self) -> int: ...
-
-    @property
-    def failed_total(self) -> int: ...
-
-    def publish(self, topic: str, key: bytes | None, value: bytes) -> None: ...
-
-    def publish_dlq(self, key: bytes | None, raw: bytes, reason: str, source: str) -> None: ...
-
-    def poll(self, timeout: float = 0) -> int: ...
-
-    def flush(self, timeout: float) -> int: ...
 
 
 # -- argument parsing -------------------------------------------------------------------------------------
@@ -111,34 +99,60 @@ def split_symbols(values: Sequence[str]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m producer",
-        description="Generate trade events and publish them to Kafka (trades topic, invalid ones to the DLQ).")
-    parser.add_argument("--source", choices=SOURCES, required=True, help="where trades come from")
-    parser.add_argument("--rate", type=_positive_float, required=True, help="trades per second (overall)")
-    stop = parser.add_mutually_exclusive_group(required=True)
-    stop.add_argument("--count", type=_positive_int, help="stop after this many records")
+        description="Take market data from a source, validate it and publish it to Kafka keyed by symbol "
+                    "(invalid records to the DLQ with the reason).")
+    parser.add_argument("--source", choices=SOURCES, required=True,
+                        help="simulator, finnhub-ws (trades), finnhub-rest (quotes) or replay (a recorded log)")
+    stop = parser.add_mutually_exclusive_group()
+    stop.add_argument("--count", type=_positive_int, help="simulator: stop after this many records")
     stop.add_argument("--duration", type=_positive_float, metavar="SECONDS",
-                      help="stop after this many seconds (of simulated time under --no-pacing)")
+                      help="stop after this many seconds (simulator: of simulated time under --no-pacing; "
+                           "other sources run until SIGTERM/SIGINT without it)")
     parser.add_argument("--symbols", nargs="+", metavar="SYMBOL",
-                        help="symbols, space- or comma-separated (default: all in simulator.symbols)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--duplicate-ratio", type=_ratio, default=0.0, metavar="R",
-                        help="share of records that re-send an earlier record's exact bytes")
-    parser.add_argument("--late-ratio", type=_ratio, default=0.0, metavar="R",
-                        help="share of trades stamped simulator.late_by_seconds in the past")
-    parser.add_argument("--out-of-order-ratio", type=_ratio, default=0.0, metavar="R",
-                        help="share of trades stamped up to simulator.out_of_order_max_seconds in the past")
-    parser.add_argument("--malformed-ratio", type=_ratio, default=0.0, metavar="R",
-                        help="share of records that break the trade.v1 contract")
-    parser.add_argument("--malformed-target", choices=MALFORMED_TARGETS, default="dlq",
-                        help="dlq (default): validate and send malformed records to the DLQ; topic: publish them "
-                             "unvalidated to the trades topic -- behave like a misbehaving upstream, to "
-                             "exercise the stream's quarantine")
-    parser.add_argument("--start-time", type=parse_start_time, dest="start_ms", metavar="ISO8601",
-                        help="simulated clock start, e.g. 2026-01-05T14:30:00Z (default: now, UTC)")
-    parser.add_argument("--no-pacing", dest="pacing", action="store_false",
-                        help="send as fast as possible (timestamps still follow --rate)")
+                        help="symbols, space- or comma-separated (default: simulator.symbols for the simulator, "
+                             "finnhub.symbols for the finnhub sources)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics on this port (default producer.metrics_port; 0 = off)")
     parser.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON here")
+    sim = parser.add_argument_group("simulator")
+    sim.add_argument("--rate", type=_positive_float, help="trades per second, overall (required)")
+    sim.add_argument("--seed", type=int, help="random seed (default 42)")
+    sim.add_argument("--duplicate-ratio", type=_ratio, metavar="R",
+                     help="share of records that re-send an earlier record's exact bytes")
+    sim.add_argument("--late-ratio", type=_ratio, metavar="R",
+                     help="share of trades stamped simulator.late_by_seconds in the past")
+    sim.add_argument("--out-of-order-ratio", type=_ratio, metavar="R",
+                     help="share of trades stamped up to simulator.out_of_order_max_seconds in the past")
+    sim.add_argument("--malformed-ratio", type=_ratio, metavar="R",
+                     help="share of records that break the trade.v1 contract")
+    sim.add_argument("--malformed-target", choices=MALFORMED_TARGETS,
+                     help="dlq (default): validate and send malformed records to the DLQ; topic: publish them "
+                          "unvalidated to the trades topic -- behave like a misbehaving upstream, to "
+                          "exercise the stream's quarantine")
+    both = parser.add_argument_group("simulator and replay")
+    both.add_argument("--start-time", type=parse_start_time, dest="start_ms", metavar="ISO8601",
+                      help="simulator: clock start, e.g. 2026-01-05T14:30:00Z (default: now, UTC); replay: move "
+                           "every trade so the log's first trade is at this time (default: as recorded)")
+    both.add_argument("--no-pacing", dest="pacing", action="store_false",
+                      help="send as fast as possible (simulator: timestamps still follow --rate)")
+    live = parser.add_argument_group("finnhub-ws and replay")
+    live.add_argument("--record", type=Path, metavar="FILE",
+                      help="finnhub-ws: also append every received message to FILE (the replay format)")
+    live.add_argument("--file", type=Path, metavar="FILE", help="replay: the recorded log to replay (required)")
+    live.add_argument("--speed", type=_positive_float, metavar="X",
+                      help="replay: X times the recorded pace (default 1)")
     return parser
+
+
+SIMULATOR_DEFAULTS = {"rate": None, "seed": 42, "duplicate_ratio": 0.0, "late_ratio": 0.0,
+                      "out_of_order_ratio": 0.0, "malformed_ratio": 0.0, "malformed_target": "dlq"}
+# Options that only some sources take: giving one to another source is an error, not silently ignored.
+SOURCE_OPTIONS = {
+    "count": ("simulator",), "rate": ("simulator",), "seed": ("simulator",), "duplicate_ratio": ("simulator",),
+    "late_ratio": ("simulator",), "out_of_order_ratio": ("simulator",), "malformed_ratio": ("simulator",),
+    "malformed_target": ("simulator",), "start_ms": ("simulator", "replay"), "record": ("finnhub-ws",),
+    "file": ("replay",), "speed": ("replay",), "symbols": ("simulator", "finnhub-ws", "finnhub-rest"),
+}
 
 
 def parse_args(argv: Sequence[str] | None, settings: Settings,
@@ -149,6 +163,23 @@ def parse_args(argv: Sequence[str] | None, settings: Settings,
     """
     parser = build_parser()
     args = parser.parse_args(argv)
+    for dest, sources in SOURCE_OPTIONS.items():
+        if getattr(args, dest) is not None and args.source not in sources:
+            flag = "--start-time" if dest == "start_ms" else "--" + dest.replace("_", "-")
+            parser.error(f"{flag} applies to --source {' or '.join(sources)}, not {args.source}")
+    if not args.pacing and args.source not in ("simulator", "replay"):
+        parser.error(f"--no-pacing applies to --source simulator or replay, not {args.source}")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        parser.error(f"--metrics-port: must be 0 (off) to 65535, got {args.metrics_port}")
+    if args.source != "simulator":
+        return _parse_source_args(parser, args, settings)
+    for dest, default in SIMULATOR_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+    if args.rate is None:
+        parser.error("--source simulator needs --rate")
+    if args.count is None and args.duration is None:
+        parser.error("--source simulator needs one of --count or --duration")
     ratios = args.duplicate_ratio + args.late_ratio + args.out_of_order_ratio + args.malformed_ratio
     if ratios > 1.0 + 1e-9:
         parser.error(f"--duplicate-ratio, --late-ratio, --out-of-order-ratio and --malformed-ratio "
@@ -169,6 +200,32 @@ def parse_args(argv: Sequence[str] | None, settings: Settings,
     if not earliest <= args.start_ms <= ts_rule["maximum"]:
         parser.error(f"--start-time: must be between {_iso(earliest)} and {_iso(ts_rule['maximum'])} "
                      f"(the trade_ts range of {SCHEMA_NAME}, allowing for late trades)")
+    return args
+
+
+def _parse_source_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                       settings: Settings) -> argparse.Namespace:
+    """The checks of the finnhub and replay sources (the symbol list, the cap, the replay file)."""
+    if args.source == "replay":
+        if args.file is None:
+            parser.error("--source replay needs --file (a log written by --source finnhub-ws --record)")
+        if not args.file.is_file():
+            parser.error(f"--file: no such file: {args.file}")
+        if args.speed is None:
+            args.speed = 1.0
+        return args
+    symbols = split_symbols(args.symbols) if args.symbols is not None else list(settings.finnhub.symbols)
+    if not symbols:
+        parser.error("--symbols: no symbols given")
+    pattern = re.compile(load_schema(SCHEMA_NAME)["properties"]["symbol"]["pattern"].strip("^$"))
+    bad = [symbol for symbol in symbols if not pattern.fullmatch(symbol)]
+    if bad:
+        parser.error(f"--symbols: invalid symbol {bad[0]!r} (upper case, e.g. AAPL, BRK.B, BINANCE:BTCUSDT)")
+    args.symbols = list(dict.fromkeys(symbols))  # a symbol twice would be subscribed twice
+    cap = settings.finnhub.max_symbols
+    if args.source == "finnhub-ws" and len(args.symbols) > cap:
+        parser.error(f"--symbols: {len(args.symbols)} symbols is more than finnhub.max_symbols ({cap}); Finnhub "
+                     f"streams about 50 symbols per API key on the free tier and allows one connection per key")
     return args
 
 
@@ -345,14 +402,91 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _default_publisher(settings: Settings) -> Publisher:
-    from .kafka_sink import KafkaPublisher  # imported here so parsing and tests need no librdkafka handle
+# -- the finnhub and replay sources --------------------------------------------------------------------------
 
-    return KafkaPublisher(settings)
+def run_live(args: argparse.Namespace, settings: Settings, publisher: Any, metrics: Any, *,
+             should_stop: Callable[[], bool] = lambda: False, api_key: str | None = None,
+             market_hours: Any = None, monotonic: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Run a finnhub or replay source into the publisher until it ends, --duration passes or should_stop();
+    then flush, whatever happened, and summarise."""
+    from .finnhub_rest import QuotePoller
+    from .finnhub_ws import FinnhubTradeStream, Recorder
+    from .market_calendar import MarketHours
+    from .replay import ReplaySource, first_trade_ms
+    from .sink import EventSink
 
+    sink = EventSink(publisher, args.source, metrics)
+    started = monotonic()
+
+    def stop() -> bool:
+        return should_stop() or (args.duration is not None and monotonic() - started >= args.duration)
+
+    recorder = None
+    stopped_by = "end_of_source"
+    try:
+        if args.source == "replay":
+            shift_ms = 0
+            if args.start_ms is not None:
+                first = first_trade_ms(args.file)
+                shift_ms = 0 if first is None else args.start_ms - first
+            source: Any = ReplaySource(args.file, sink, speed=args.speed, pacing=args.pacing, shift_ms=shift_ms)
+        else:
+            hours = market_hours or MarketHours.from_settings(settings)
+            if args.source == "finnhub-ws":
+                recorder = Recorder(args.record) if args.record is not None else None
+                source = FinnhubTradeStream(settings, sink, hours, api_key or "", args.symbols, recorder=recorder)
+            else:
+                source = QuotePoller(settings, sink, hours, api_key or "", args.symbols)
+        summary = source.run(stop)
+    finally:
+        if recorder is not None:
+            recorder.close()
+        undelivered = publisher.flush(settings.producer.delivery_timeout_ms / 1000 + FLUSH_MARGIN_SECONDS)
+    if should_stop():
+        stopped_by = "signal"
+    elif args.duration is not None and monotonic() - started >= args.duration:
+        stopped_by = "duration"
+    elapsed = monotonic() - started
+    summary = {**summary, **sink.summary(), "undelivered": undelivered, "elapsed_seconds": round(elapsed, 3),
+               "stopped_by": stopped_by}
+    if recorder is not None:
+        summary["recorded_lines"] = recorder.lines
+    return summary
+
+
+def format_live_summary(summary: dict[str, Any]) -> str:
+    lines = [f"source: {summary['source']}",
+             f"messages received: {summary['messages_received']}"
+             + (f" (pings {summary['pings']})" if "pings" in summary else "")]
+    if "lines" in summary:
+        lines.append(f"log lines: {summary['lines']} (not records of the log format: {summary['bad_lines']})")
+    if summary["trades_published"] or summary["source"] != "finnhub-rest":
+        lines.append(f"trades published: {summary['trades_published']} "
+                     f"(distinct event ids: {summary['distinct_trade_event_ids']})")
+    if summary["quotes_published"] or summary["source"] == "finnhub-rest":
+        lines.append(f"quotes published: {summary['quotes_published']} "
+                     f"(distinct event ids: {summary['distinct_quote_event_ids']})")
+    lines.append(f"sent to dlq: {summary['sent_dlq']}")
+    lines += [f"  {reason}: {n}" for reason, n in summary["dlq_by_reason"].items()]
+    lines.append(f"delivered: {summary['delivered']}, delivery failures: {summary['delivery_failures']}, "
+                 f"undelivered: {summary['undelivered']}")
+    lines += [f"  error: {error}" for error in summary.get("delivery_errors", [])]
+    if "connections" in summary:
+        lines.append(f"connections: {summary['connections']}, reconnects: {summary['reconnects']} "
+                     f"(by the silence watchdog: {summary['watchdog_reconnects']})")
+    if "polls" in summary:
+        lines.append(f"polls: {summary['polls']}, rate limited (429): {summary['rate_limited']}, "
+                     f"errors: {summary['errors']}")
+    if "recorded_lines" in summary:
+        lines.append(f"recorded: {summary['recorded_lines']} messages")
+    lines.append(f"elapsed: {summary['elapsed_seconds']} s, stopped by {summary['stopped_by']}")
+    return "\n".join(lines)
+
+
+# -- entry point ----------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None,
-         publisher_factory: Callable[[Settings], Publisher] = _default_publisher) -> int:
+         publisher_factory: Callable[[Settings], Publisher] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -361,9 +495,46 @@ def main(argv: Sequence[str] | None = None,
         print(f"python -m producer: error: configuration: {exc}", file=sys.stderr)
         return 2
     args = parse_args(argv, settings)
-    warning = future_skew_warning(args, settings, time.time_ns() // 1_000_000)
-    if warning:
-        log.warning(warning)
+    if args.source == "simulator":
+        warning = future_skew_warning(args, settings, time.time_ns() // 1_000_000)
+        if warning:
+            log.warning(warning)
+
+    key = market_hours = None
+    if args.source in LIVE_SOURCES:
+        from .market_calendar import MarketHours
+        from .secrets import MissingApiKey, api_key, install_redaction
+        try:
+            key = api_key()
+        except MissingApiKey as exc:
+            print(f"python -m producer: error: {exc}", file=sys.stderr)
+            return 2
+        install_redaction(key)  # a second line of defence: nothing we log should hold it in the first place
+        try:
+            market_hours = MarketHours.from_settings(settings)
+        except ValueError as exc:  # e.g. an unknown market_hours.calendar
+            print(f"python -m producer: error: configuration: market_hours: {exc}", file=sys.stderr)
+            return 2
+
+    from .metrics import ProducerMetrics
+    metrics = ProducerMetrics()
+    metrics_server = None
+    port = settings.producer.metrics_port if args.metrics_port is None else args.metrics_port
+    if port:
+        host = settings.producer.metrics_host
+        try:
+            metrics_server = metrics.serve(host, port)
+        except OSError as exc:
+            print(f"python -m producer: error: cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+        log.info("prometheus metrics on http://%s:%d/metrics", host, metrics_server.server_port)
+
+    if publisher_factory is None:
+        from .kafka_sink import KafkaPublisher  # imported here so parsing and tests need no librdkafka handle
+
+        def publisher_factory(settings: Settings) -> Publisher:
+            return KafkaPublisher(settings, metrics=metrics)
 
     stop_requested = False
 
@@ -376,15 +547,27 @@ def main(argv: Sequence[str] | None = None,
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    from .errors import FinnhubError
     try:
-        summary = run(args, settings, publisher_factory, should_stop=lambda: stop_requested)
+        if args.source == "simulator":
+            summary = run(args, settings, publisher_factory, should_stop=lambda: stop_requested)
+            text = format_summary(summary)
+        else:
+            summary = run_live(args, settings, publisher_factory(settings), metrics,
+                               should_stop=lambda: stop_requested, api_key=key, market_hours=market_hours)
+            text = format_live_summary(summary)
+    except FinnhubError as exc:
+        print(f"python -m producer: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         log.error("aborted")
         return 130
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(format_summary(summary), flush=True)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+    print(text, flush=True)
     if args.summary_json is not None:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")

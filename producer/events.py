@@ -20,7 +20,9 @@ import fastjsonschema
 from conf.settings import load_schema
 
 SCHEMA_NAME = "trade.v1"
+QUOTE_SCHEMA_NAME = "quote.v1"
 SCHEMA_VERSION = 1
+QUOTE_PRICE_FIELDS = ("current", "change", "percent_change", "high", "low", "open", "previous_close")
 
 MALFORMED_JSON = "malformed_json"
 ADDITIONAL_PROPERTIES = "additionalProperties"
@@ -61,6 +63,31 @@ def make_trade_event(source: str, symbol: str, trade_ts: int, price: float, volu
         "trade_ts": trade_ts,
         "conditions": conditions,
         "sequence": sequence,
+    }
+
+
+def quote_event_id(source: str, symbol: str, quote_ts: int, prices: Sequence[float | None]) -> str:
+    """sha256 hex of a quote snapshot: polling an unchanged quote again gives the same id (collapsed in Silver)."""
+    canonical = "|".join([source, symbol, str(quote_ts)] + ["" if p is None else repr(float(p)) for p in prices])
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def make_quote_event(source: str, symbol: str, quote_ts: int, *, current: float, change: float | None,
+                     percent_change: float | None, high: float, low: float, open: float,
+                     previous_close: float) -> dict[str, Any]:
+    """A quote event with exactly the quote.v1 schema's fields, in its property order."""
+    if isinstance(quote_ts, bool) or not isinstance(quote_ts, int):
+        raise TypeError(f"quote_ts must be an int (epoch milliseconds), got {quote_ts!r}")
+    values = {"current": current, "change": change, "percent_change": percent_change, "high": high, "low": low,
+              "open": open, "previous_close": previous_close}
+    values = {name: None if value is None else float(value) for name, value in values.items()}
+    return {
+        "event_id": quote_event_id(source, symbol, quote_ts, [values[name] for name in QUOTE_PRICE_FIELDS]),
+        "schema_version": SCHEMA_VERSION,
+        "source": source,
+        "symbol": symbol,
+        **values,
+        "quote_ts": quote_ts,
     }
 
 

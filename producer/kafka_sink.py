@@ -10,11 +10,14 @@ import logging
 import socket
 import time
 from collections import Counter
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from confluent_kafka import KafkaException, Producer
 
 from conf.settings import Settings
+
+if TYPE_CHECKING:
+    from .metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +55,12 @@ class KafkaPublisher:
     """Publishes to Kafka and counts deliveries per topic; never drops a record on a full local queue."""
 
     def __init__(self, settings: Settings, trades_topic: str | None = None, client_id: str | None = None,
-                 wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000):
+                 wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+                 metrics: "ProducerMetrics | None" = None):
         self.trades_topic: str = trades_topic or settings.kafka.trades_topic
+        self.quotes_topic: str = settings.kafka.quotes_topic
         self.dlq_topic: str = settings.kafka.dlq_topic
+        self.metrics = metrics
         self.sent: Counter[str] = Counter()       # produce() accepted, per topic
         self.delivered: Counter[str] = Counter()  # broker acknowledged, per topic
         self.failed: Counter[str] = Counter()     # delivery (or produce) failed, per topic
@@ -76,6 +82,8 @@ class KafkaPublisher:
 
     def _record_error(self, topic: str, error: Any) -> None:
         self.failed[topic] += 1
+        if self.metrics is not None:
+            self.metrics.delivery_failures.labels(topic).inc()
         if len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append(f"{topic}: {error}")
 
@@ -85,6 +93,8 @@ class KafkaPublisher:
             self._record_error(msg.topic(), err)
         else:
             self.delivered[msg.topic()] += 1
+            if self.metrics is not None:
+                self.metrics.published.labels(msg.topic()).inc()
 
     def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
         """Queue one message; when the local queue is full, serve callbacks and retry rather than drop."""
@@ -100,9 +110,13 @@ class KafkaPublisher:
         self.sent[topic] += 1
         self._producer.poll(0)
 
-    def publish_dlq(self, key: bytes | None, raw: bytes, reason: str, source: str) -> None:
+    def publish_dlq(self, key: bytes | None, raw: bytes, reason: str, source: str,
+                    intended_topic: str | None = None) -> None:
         """Send a rejected payload to the DLQ topic with why it was rejected and where it was headed."""
-        self.publish(self.dlq_topic, key, dlq_record(raw, reason, source, self.trades_topic, self._wall_ms()))
+        if self.metrics is not None:
+            self.metrics.dlq.labels(reason).inc()
+        self.publish(self.dlq_topic, key,
+                     dlq_record(raw, reason, source, intended_topic or self.trades_topic, self._wall_ms()))
 
     def poll(self, timeout: float = 0) -> int:
         """Serve delivery callbacks; returns how many were served."""

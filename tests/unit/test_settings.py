@@ -39,6 +39,16 @@ def test_override_file_then_environment(tmp_path):
     ({"STOCKLAKE_STREAM_WATERMARK_DELAY": "ten"}, "stream.watermark_delay: not an interval: 'ten'"),
     ({"STOCKLAKE_STREAM_STARTING_OFFSETS": "middle"}, "stream.starting_offsets: must be earliest or latest"),
     ({"STOCKLAKE_CONFIG": "/nonexistent.yaml"}, "STOCKLAKE_CONFIG: no such file: /nonexistent.yaml"),
+    ({"STOCKLAKE_MARKET_HOURS_SESSION": "24x7"}, "market_hours.session: must be regular, extended or always"),
+    ({"STOCKLAKE_MARKET_HOURS_PRE_MARKET_MINUTES": "-5"}, "market_hours.pre_market_minutes: must be within 0..720"),
+    ({"STOCKLAKE_FINNHUB_WS_URL": "https://ws.finnhub.io"}, "finnhub.ws_url: must start with ws:// or wss://"),
+    ({"STOCKLAKE_FINNHUB_REST_URL": "finnhub.io"}, "finnhub.rest_url: must start with http:// or https://"),
+    ({"STOCKLAKE_FINNHUB_MAX_SYMBOLS": "0"}, "finnhub.max_symbols: must be greater than 0, got 0"),
+    ({"STOCKLAKE_FINNHUB_QUOTE_CALLS_PER_MINUTE": "0"}, "finnhub.quote_calls_per_minute: must be greater than 0"),
+    ({"STOCKLAKE_FINNHUB_WATCHDOG_SILENCE_SECONDS": "soon"}, "finnhub.watchdog_silence_seconds: expected a number"),
+    ({"STOCKLAKE_FINNHUB_RECONNECT_INITIAL_SECONDS": "90"},
+     "finnhub.reconnect_max_seconds: must be >= finnhub.reconnect_initial_seconds"),
+    ({"STOCKLAKE_PRODUCER_METRICS_PORT": "70000"}, "producer.metrics_port: must be 0 (off) to 65535, got 70000"),
 ])
 def test_bad_settings_fail_with_one_line_naming_the_setting(env, message):
     with pytest.raises(ConfigError) as error:

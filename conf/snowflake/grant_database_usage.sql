@@ -1,0 +1,1 @@
+GRANT USAGE ON DATABASE ${database} TO ROLE ${role}

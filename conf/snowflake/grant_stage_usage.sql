@@ -1,0 +1,1 @@
+GRANT USAGE ON STAGE ${stage} TO ROLE ${role}

@@ -1,0 +1,1 @@
+GRANT USAGE ON WAREHOUSE ${warehouse} TO ROLE ${role}

@@ -25,7 +25,7 @@ export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup services-up services-down services-status services-reset demo test test-unit lock clean
+.PHONY: help setup services-up services-down services-status services-reset demo gold test test-unit lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -80,6 +80,15 @@ services-reset: ## stop the services and delete their data (topics, tables, chec
 
 demo: services-up ## run the whole flow for about a minute and print what landed where
 	$(PYTHON) scripts/demo.py
+
+# Gold: dbt on the local target (DuckDB file in .lake/warehouse, Silver read from MinIO; start the services first).
+# dbt runs offline: no anonymous usage stats, no version check; target/ and logs/ stay in dbt_project/.
+gold: export DBT_PROFILES_DIR := $(CURDIR)/dbt_project
+gold: export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+gold: export DBT_DUCKDB_PATH ?= $(RUNTIME)/warehouse/gold.duckdb
+gold: services-up ## build Gold from Silver (dbt build on the local target, DuckDB in .lake/warehouse)
+	@mkdir -p "$$(dirname "$$DBT_DUCKDB_PATH")"
+	$(CURDIR)/.venv/bin/dbt build --project-dir $(CURDIR)/dbt_project --target local
 
 test: setup ## start the services, run the whole test suite, stop the services
 	@status=0; \

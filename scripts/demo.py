@@ -7,6 +7,7 @@
    malformed events mixed in.
 4. Waits until the stream has read every record, stops it with SIGTERM (a clean stop between batches), and
    prints what landed where: `spark-submit spark_jobs/report.py`.
+5. Builds Gold from Silver with dbt on the local target (DuckDB) and prints the KPI rows per symbol.
 """
 from __future__ import annotations
 
@@ -149,7 +150,43 @@ Tables:""")
     print(f"  MinIO console: http://127.0.0.1:{settings.services.minio_console_port} "
           f"(credentials in {RUNTIME / 'credentials.env'})")
     ok = report["balanced"] and report["bronze_rows"] == produced["delivered"]
+
+    say("building Gold with dbt (local target: DuckDB reading the Silver Delta tables)")
+    warehouse = RUNTIME / "warehouse" / "gold.duckdb"
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    warehouse.unlink(missing_ok=True)  # the lake was emptied above: Gold starts from nothing too
+    dbt_env = {**os.environ, "DBT_PROFILES_DIR": str(REPO / "dbt_project"), "DBT_DUCKDB_PATH": str(warehouse),
+               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    build = subprocess.run([str(BIN / "dbt"), "build", "--project-dir", str(REPO / "dbt_project"), "--target",
+                            "local"], env=dbt_env, capture_output=True, text=True)
+    done = [line for line in build.stdout.splitlines() if "PASS=" in line]
+    print(f"  dbt build: {done[-1].split('Done. ')[-1] if done else 'failed'}")
+    if build.returncode != 0:
+        print(build.stdout[-4000:], file=sys.stderr)
+        return 1
+    print_kpis(warehouse)
+    print(f"  Gold warehouse: {warehouse} (tables fct_candles_1m/1h/1d, fct_symbol_kpi, fct_volatility, ...)")
     return 0 if ok else 1
+
+
+def print_kpis(warehouse: Path) -> None:
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.sql("""
+            select symbol, trading_date, last_price, price_change, pct_change, day_high, day_low, day_volume,
+                   day_trade_count, day_vwap
+            from fct_symbol_kpi order by symbol""").fetchall()
+
+    def num(value, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    print("Gold KPI per symbol (fct_symbol_kpi; change and % are vs the previous trading day's close, n/a without one):")
+    print(f"  {'symbol':<7}{'date':<12}{'last':>10}{'change':>9}{'%':>8}{'high':>10}{'low':>10}"
+          f"{'volume':>12}{'trades':>8}{'vwap':>10}")
+    for symbol, day, last, change, pct, high, low, volume, trades, vwap in rows:
+        print(f"  {symbol:<7}{str(day):<12}{last:>10.2f}{num(change, '.2f'):>9}{num(pct, '.2f'):>8}{high:>10.2f}"
+              f"{low:>10.2f}{volume:>12,.0f}{trades:>8,}{num(vwap, '.2f'):>10}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+-- One row per symbol: the reference seed, plus any symbol that traded but is missing from the seed (so the
+-- treemap never drops a symbol; its sector shows as Unknown until the seed is updated).
+with
+
+reference as (
+
+    select * from {{ ref('symbols') }}
+
+),
+
+traded as (
+
+    select distinct symbol from {{ ref('fct_candles_1d') }}
+
+),
+
+final as (
+
+    select
+        coalesce(reference.symbol, traded.symbol) as symbol,
+        coalesce(reference.company, traded.symbol) as company,
+        coalesce(reference.sector, 'Unknown') as sector,
+        coalesce(reference.industry, 'Unknown') as industry,
+        reference.symbol is not null as is_in_reference
+
+    from reference
+    full outer join traded
+        on reference.symbol = traded.symbol
+
+)
+
+select * from final

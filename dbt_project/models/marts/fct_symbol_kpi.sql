@@ -1,0 +1,69 @@
+-- Headline numbers per symbol for its latest trading date: last price, change vs the previous trading date's
+-- close (null when that close is unknown), day range, volume, last trade time.
+with
+
+daily as (
+
+    select * from {{ ref('fct_candles_1d') }}
+
+),
+
+calendar as (
+
+    select * from {{ ref('dim_date') }}
+
+),
+
+latest as (
+
+    select
+        daily.*,
+        row_number() over (partition by symbol order by trading_date desc) as recency
+    from daily
+
+),
+
+previous_close as (
+
+    -- Only the previous *trading date* counts: a candle from an older date (data gap) is not a previous close.
+    select
+        latest.symbol,
+        prior_day.close as previous_close
+    from latest
+    inner join calendar
+        on latest.trading_date = calendar.date_day
+    inner join daily as prior_day
+        on prior_day.symbol = latest.symbol
+        and prior_day.trading_date = calendar.previous_trading_date
+    where latest.recency = 1
+
+),
+
+final as (
+
+    select
+        latest.symbol,
+        latest.trading_date,
+        latest.close as last_price,
+        previous_close.previous_close,
+        latest.close - previous_close.previous_close as price_change,
+        100 * (latest.close - previous_close.previous_close)
+            / nullif(previous_close.previous_close, 0) as pct_change,
+        latest.open as day_open,
+        latest.high as day_high,
+        latest.low as day_low,
+        100 * (latest.close - latest.open) / nullif(latest.open, 0) as pct_change_from_open,
+        latest.volume as day_volume,
+        latest.vwap as day_vwap,
+        latest.notional as day_notional,
+        latest.trade_count as day_trade_count,
+        latest.last_trade_time_utc
+
+    from latest
+    left join previous_close
+        on latest.symbol = previous_close.symbol
+    where latest.recency = 1
+
+)
+
+select * from final

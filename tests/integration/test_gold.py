@@ -3,7 +3,7 @@ Silver Delta tables on MinIO) -> every Gold candle checked against an independen
 Silver rows: exact OHLC, volume and trade count, VWAP to 1e-9."""
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 
 import duckdb
@@ -22,8 +22,8 @@ DAYS = ("2026-11-19T15:00:00", "2026-11-20T15:00:00")
 
 def dbt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     result = subprocess.run([DBT, *args, "--project-dir", str(REPO / "dbt_project"), "--profiles-dir",
-                             str(REPO / "dbt_project")], env=env, cwd=REPO, capture_output=True, text=True,
-                            timeout=900)
+                             str(REPO / "dbt_project"), "--target-path", env["DBT_TARGET_PATH"]], env=env,
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     return result
 
@@ -57,9 +57,16 @@ def test_gold_candles_equal_an_independent_pandas_computation(spark, isolated, t
     run_stream_available_now(env, tmp_path / "stream.log")
 
     warehouse = tmp_path / "gold.duckdb"
-    dbt_env = {**env, "DBT_DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    dbt_env = {**env, "DBT_DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+               "DBT_TARGET_PATH": str(tmp_path / "dbt-target")}
     build = dbt(dbt_env, "build", "--target", "local")
     assert "ERROR=0" in build.stdout and "WARN=0" in build.stdout, build.stdout[-3000:]
+    # Silver was just written: fresh. And the docs site builds, with the Gold models in its catalog.
+    freshness = dbt(dbt_env, "source", "freshness", "--target", "local")
+    assert "PASS freshness of lake.trades" in freshness.stdout, freshness.stdout[-3000:]
+    dbt(dbt_env, "docs", "generate", "--target", "local")
+    catalog = json.loads((tmp_path / "dbt-target" / "catalog.json").read_text())
+    assert {"model.stocklake.fct_candles_1m", "model.stocklake.fct_symbol_kpi"} <= set(catalog["nodes"])
 
     silver = (spark.read.format("delta").load(settings.lake_uri("silver/trades"))
               .select("event_id", "symbol", "price", "volume", "trade_ts").toPandas())

@@ -10,7 +10,7 @@ import logging
 import random
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
@@ -22,6 +22,7 @@ from producer.finnhub_rest import (DLQ, FAILED, PUBLISHED, PollResult, QuotePoll
                                    retry_after_seconds)
 from producer.sink import EventSink
 from tests.standins.finnhub_rest_server import ALL_ZERO_QUOTE, FinnhubRestStandIn, Reply, quote_body
+from tests.standins.memory_publisher import MemoryPublisher
 
 KEY = "sk-test-SECRET-4f9c2d"
 MONO0 = 1000.0
@@ -71,40 +72,6 @@ class FakeMarketHours:
 
 
 @dataclass
-class MemoryPublisher:
-    """producer.sink.Publisher in memory: what would have gone to Kafka, in order."""
-
-    trades_topic: str
-    quotes_topic: str
-    dlq_topic: str
-    errors: list[str] = field(default_factory=list)
-    published: list[tuple[str, bytes | None, bytes]] = field(default_factory=list)
-    dlq: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def delivered_total(self) -> int:
-        return len(self.published) + len(self.dlq)
-
-    @property
-    def failed_total(self) -> int:
-        return 0
-
-    def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.published.append((topic, key, value))
-
-    def publish_dlq(self, key: bytes | None, raw: bytes, reason: str, source: str,
-                    intended_topic: str | None = None) -> None:
-        self.dlq.append({"key": key, "raw": raw, "reason": reason, "source": source,
-                         "intended_topic": intended_topic})
-
-    def poll(self, timeout: float = 0) -> int:
-        return 0
-
-    def flush(self, timeout: float) -> int:
-        return 0
-
-
-@dataclass
 class Rig:
     clock: FakeClock
     server: FinnhubRestStandIn
@@ -115,8 +82,7 @@ class Rig:
     def poller(self, symbols: list[str], *, env: dict[str, str] | None = None, market: Any = None,
                key: str = KEY, rand: Callable[[], float] = lambda: 1.0) -> QuotePoller:
         self.settings = load_settings({"STOCKLAKE_FINNHUB_REST_URL": self.server.url, **(env or {})})
-        kafka = self.settings.kafka
-        self.publisher = MemoryPublisher(kafka.trades_topic, kafka.quotes_topic, kafka.dlq_topic)
+        self.publisher = MemoryPublisher()
         self.sink = EventSink(self.publisher, "finnhub-rest")
         return QuotePoller(self.settings, self.sink, market or FakeMarketHours(), key, symbols,
                            clock=self.clock.monotonic, wall_clock=self.clock.time, sleep=self.clock.sleep,
@@ -221,7 +187,7 @@ def test_valid_quote_becomes_the_exact_quote_event_keyed_by_symbol(rig):
     rig.server.set_quote("AAPL", AAPL)
     poller = rig.poller(["AAPL"])
     assert poller.poll_once("AAPL") == PollResult("AAPL", PUBLISHED)
-    topic, key, value = rig.publisher.published[0]
+    topic, key, value = rig.publisher.messages[0]
     assert (topic, key) == ("market.quotes.v1", b"AAPL")
     event = json.loads(value)
     canonical = "finnhub|AAPL|1699999990000|189.3|1.2|0.64|190.1|187.9|188.0|188.1"
@@ -232,7 +198,7 @@ def test_valid_quote_becomes_the_exact_quote_event_keyed_by_symbol(rig):
         "quote_ts": 1_699_999_990_000,
     }
     assert list(event) == SCHEMA_ORDER
-    assert len(rig.publisher.published) == 1 and rig.publisher.dlq == []
+    assert len(rig.publisher.messages) == 1 and rig.publisher.dlq == []
     (request,) = rig.server.requests
     assert (request.path, request.query, request.token_via, request.authorized, request.status) == (
         "/api/v1/quote", {"symbol": ["AAPL"]}, "header", True, 200)
@@ -244,7 +210,7 @@ def test_null_change_fields_are_published_as_null(rig):
     rig.server.set_quote("MSFT", {**AAPL, "d": None, "dp": None})
     poller = rig.poller(["MSFT"])
     assert poller.poll_once("MSFT").outcome == PUBLISHED
-    event = json.loads(rig.publisher.published[0][2])
+    event = json.loads(rig.publisher.messages[0][2])
     assert (event["symbol"], event["change"], event["percent_change"]) == ("MSFT", None, None)
 
 
@@ -252,7 +218,7 @@ def test_the_same_quote_polled_twice_gives_the_same_event_id(rig):
     rig.server.set_quote("AAPL", AAPL)
     poller = rig.poller(["AAPL"])
     summary = poller.run(rig.after_requests(2))
-    ids = [json.loads(value)["event_id"] for _, _, value in rig.publisher.published]
+    ids = [json.loads(value)["event_id"] for _, _, value in rig.publisher.messages]
     assert len(ids) == 2 and ids[0] == ids[1]
     assert (summary["quotes_published"], summary["distinct_quote_event_ids"]) == (2, 1)
     assert gaps(rig.request_times()) == [15.0]  # finnhub.quote_poll_interval_seconds
@@ -264,7 +230,7 @@ def test_all_zero_quote_goes_to_the_dlq(rig):
     assert rig.publisher.dlq == [{"key": b"ZZZZ", "raw": json.dumps(ALL_ZERO_QUOTE, separators=(",", ":")).encode(),
                                   "reason": "quote:all_zero", "source": "finnhub-rest",
                                   "intended_topic": "market.quotes.v1"}]
-    assert rig.publisher.published == []
+    assert rig.publisher.messages == []
 
 
 @pytest.mark.parametrize("age, outcome", [(300, PUBLISHED), (301, DLQ)])
@@ -276,9 +242,9 @@ def test_quote_older_than_max_age_is_stale(rig, age, outcome):
     if outcome == DLQ:
         assert result.detail == "quote_ts:stale"
         assert [d["reason"] for d in rig.publisher.dlq] == ["quote_ts:stale"]
-        assert rig.publisher.published == []
+        assert rig.publisher.messages == []
     else:
-        assert rig.publisher.dlq == [] and len(rig.publisher.published) == 1
+        assert rig.publisher.dlq == [] and len(rig.publisher.messages) == 1
 
 
 @pytest.mark.parametrize("body, reason", [
@@ -308,7 +274,7 @@ def test_unusable_bodies_go_to_the_dlq_with_their_reason(rig, body, reason):
     assert (record["key"], record["reason"], record["intended_topic"]) == (b"AAPL", reason, "market.quotes.v1")
     if reason != "current:exclusiveMinimum":  # the contract's rejections carry the event, the others the body
         assert record["raw"] == body
-    assert rig.publisher.published == []
+    assert rig.publisher.messages == []
     assert rig.sink.stats.received == 1
 
 
@@ -316,7 +282,7 @@ def test_integral_float_timestamp_is_accepted(rig):
     rig.server.enqueue("AAPL", Reply.raw(b'{"c":1,"d":1,"dp":1,"h":1,"l":1,"o":1,"pc":1,"t":1699999990.0}'))
     poller = rig.poller(["AAPL"])
     assert poller.poll_once("AAPL").outcome == PUBLISHED
-    assert json.loads(rig.publisher.published[0][2])["quote_ts"] == 1_699_999_990_000
+    assert json.loads(rig.publisher.messages[0][2])["quote_ts"] == 1_699_999_990_000
 
 
 # -- rate limits ------------------------------------------------------------------------------------------
@@ -462,7 +428,7 @@ def test_401_raises_api_key_rejected_in_one_line_without_the_key(rig):
     assert wrong not in repr(caught.value) and caught.value.__cause__ is None
     (request,) = rig.server.requests
     assert (request.status, request.authorized, request.token_via) == (401, False, "header")
-    assert wrong not in request.target and rig.publisher.published == rig.publisher.dlq == []
+    assert wrong not in request.target and rig.publisher.messages == rig.publisher.dlq == []
 
 
 def test_403_raises_access_denied_naming_the_endpoint(rig):

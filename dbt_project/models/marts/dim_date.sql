@@ -1,7 +1,13 @@
 -- Calendar of days from var date_spine_start to date_spine_end (a test checks it covers every trading date in
--- the candles). Trading days are weekdays: exchange holidays are not modelled yet, so a holiday counts as a
--- trading day without trades.
+-- the candles). Trading days are the weekdays that are not exchange holidays (seed exchange_holidays, generated
+-- from the exchange_calendars library by scripts/make_exchange_holidays.py), so "previous trading day" skips them.
 with
+
+holidays as (
+
+    select * from {{ ref('exchange_holidays') }}
+
+),
 
 spine as (
 
@@ -25,13 +31,17 @@ days as (
 flagged as (
 
     select
-        date_day,
-        cast(extract(year from date_day) as integer) as year_number,
-        cast(extract(month from date_day) as integer) as month_number,
-        cast(extract(day from date_day) as integer) as day_of_month,
-        iso_day_of_week,
-        iso_day_of_week <= 5 as is_trading_day
+        days.date_day,
+        cast(extract(year from days.date_day) as integer) as year_number,
+        cast(extract(month from days.date_day) as integer) as month_number,
+        cast(extract(day from days.date_day) as integer) as day_of_month,
+        days.iso_day_of_week,
+        holidays.holiday_name,
+        days.iso_day_of_week <= 5 and holidays.holiday_date is null as is_trading_day
     from days
+    left join holidays
+        on days.date_day = holidays.holiday_date
+        and holidays.exchange = '{{ var("exchange_calendar") }}'
 
 ),
 

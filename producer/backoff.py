@@ -1,4 +1,5 @@
-"""Exponential backoff with jitter, for reconnecting to a source and for waiting out rate limits."""
+"""Exponential backoff with jitter, for reconnecting to a source and for waiting out rate limits; and the
+interruptible wait the sources share."""
 from __future__ import annotations
 
 import random
@@ -32,3 +33,17 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+def sleep_until(due: float, *, clock: Callable[[], float], sleep: Callable[[float], None],
+                should_stop: Callable[[], bool], step: float = 1.0,
+                serve: Callable[[], object] = lambda: None) -> bool:
+    """Sleep until clock() reaches due, in steps of at most `step` seconds so a stop request is honoured
+    promptly; serve() runs before each step (e.g. Kafka delivery callbacks). False if asked to stop first."""
+    while not should_stop():
+        left = due - clock()
+        if left <= 0:
+            return True
+        serve()
+        sleep(min(left, step))
+    return False

@@ -35,7 +35,7 @@ from typing import Any, Callable, Protocol
 
 from conf.settings import Settings
 
-from .backoff import Backoff
+from .backoff import Backoff, sleep_until
 from .errors import AccessDenied, ApiKeyRejected, FinnhubError
 from .events import decode, make_quote_event
 from .secrets import API_KEY_ENV, redact
@@ -412,11 +412,8 @@ class QuotePoller:
             # The calendar says closed but opening now: look again in a moment rather than spin.
             self._sleep(WAIT_STEP_SECONDS)
             return
-        while not should_stop():
-            left = target - self._wall_clock()
-            if left <= 0:
-                break
-            self._sleep(min(left, WAIT_STEP_SECONDS))
+        sleep_until(target, clock=self._wall_clock, sleep=self._sleep, should_stop=should_stop,
+                    step=WAIT_STEP_SECONDS)
 
     # -- progress -----------------------------------------------------------------------------------------
 

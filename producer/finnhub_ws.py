@@ -31,7 +31,7 @@ from websockets.sync.client import connect as ws_connect
 
 from conf.settings import Settings
 
-from .backoff import Backoff
+from .backoff import Backoff, sleep_until
 from .errors import ApiKeyRejected, FinnhubError
 from .events import make_trade_event
 from .secrets import RedactingAdapter, redact
@@ -277,10 +277,5 @@ class FinnhubTradeStream:
         """Wait before reconnecting, in short steps so a stop request is honoured promptly."""
         self.waits.append(seconds)
         log.info("reconnecting in %.1f s", seconds)
-        deadline = self._clock() + seconds
-        while not should_stop():
-            left = deadline - self._clock()
-            if left <= 0:
-                break
-            self.sink.publisher.poll(0)
-            self._sleep(min(left, 1.0))
+        sleep_until(self._clock() + seconds, clock=self._clock, sleep=self._sleep, should_stop=should_stop,
+                    serve=lambda: self.sink.publisher.poll(0))

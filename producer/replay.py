@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .backoff import sleep_until
 from .finnhub_ws import MessageHandler
 from .sink import EventSink
 
@@ -110,12 +111,6 @@ class ReplaySource:
                 "pings": self.handler.pings, "finnhub_errors": list(self.handler.errors), "stopped_by": stopped_by}
 
     def _wait_until(self, due: float, should_stop: Callable[[], bool]) -> bool:
-        """Sleep until due (clock time) in short steps; False if asked to stop first."""
-        while True:
-            if should_stop():
-                return False
-            left = due - self._clock()
-            if left <= 0:
-                return True
-            self.sink.publisher.poll(0)  # serve delivery callbacks while idle
-            self._sleep(min(left, 0.1))
+        """Sleep until due (clock time) in short steps, serving delivery callbacks; False if asked to stop first."""
+        return sleep_until(due, clock=self._clock, sleep=self._sleep, should_stop=should_stop, step=0.1,
+                           serve=lambda: self.sink.publisher.poll(0))

@@ -19,8 +19,9 @@ CONF_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = CONF_DIR / "pipeline.yaml"
 ENV_PREFIX = "STOCKLAKE_"
 OVERRIDE_FILE_ENV = "STOCKLAKE_CONFIG"
-# STOCKLAKE_* variables that are not settings: where the override file, the cache and the runtime folder are.
-NON_SETTING_ENV = {"STOCKLAKE_CONFIG", "STOCKLAKE_CACHE", "STOCKLAKE_HOME"}
+# STOCKLAKE_* variables that are not settings: where the override file, the cache and the runtime folder are,
+# and (for Airflow tasks, scripts/airflow_env.py) the checkout and the job environment's Python.
+NON_SETTING_ENV = {"STOCKLAKE_CONFIG", "STOCKLAKE_CACHE", "STOCKLAKE_HOME", "STOCKLAKE_REPO", "STOCKLAKE_JOB_PYTHON"}
 INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(milliseconds?|ms|seconds?|s|minutes?|min|hours?|h)\s*$", re.I)
 INTERVAL_SECONDS = {"ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1, "second": 1, "seconds": 1,
                     "min": 60, "minute": 60, "minutes": 60, "h": 3600, "hour": 3600, "hours": 3600}
@@ -173,7 +174,11 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
                 "spark.delta_snapshot_partitions", "finnhub.max_symbols", "finnhub.watchdog_silence_seconds",
                 "finnhub.reconnect_initial_seconds", "finnhub.reconnect_max_seconds", "finnhub.quote_calls_per_minute",
                 "finnhub.quote_poll_interval_seconds", "finnhub.quote_max_age_seconds",
-                "finnhub.rate_limited_initial_seconds", "finnhub.http_timeout_seconds"]
+                "finnhub.rate_limited_initial_seconds", "finnhub.http_timeout_seconds",
+                "maintenance.compaction_lookback_hours", "maintenance.compaction_min_files",
+                "maintenance.vacuum_retention_hours", "maintenance.bronze_retention_days",
+                "maintenance.reconcile_lookback_days", "quality.latest_hours", "watchdog.max_batch_age_seconds",
+                "watchdog.max_consumer_lag"]
     for path in positive:
         section, key = path.split(".")
         if merged[section][key] <= 0:
@@ -196,6 +201,17 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
     for key in ("pre_market_minutes", "after_hours_minutes"):
         if not 0 <= merged["market_hours"][key] <= 720:
             raise ConfigError(f"market_hours.{key}: must be within 0..720, got {merged['market_hours'][key]}")
+    if merged["maintenance"]["compaction_min_files"] < 2:
+        # An hour already compacted to one file would be rewritten (re-Z-ordered) on every run.
+        raise ConfigError(f"maintenance.compaction_min_files: must be >= 2, "
+                          f"got {merged['maintenance']['compaction_min_files']}")
+    if merged["maintenance"]["closed_hour_grace_minutes"] < 0:
+        raise ConfigError("maintenance.closed_hour_grace_minutes: must be >= 0")
+    if merged["maintenance"]["vacuum_retention_hours"] < 168:
+        raise ConfigError(f"maintenance.vacuum_retention_hours: must be >= 168 (Delta's safety check: files younger "
+                          f"than 7 days may still be read), got {merged['maintenance']['vacuum_retention_hours']}")
+    if merged["warehouse"]["target"] not in ("local", "snowflake"):
+        raise ConfigError(f"warehouse.target: must be local or snowflake, got {merged['warehouse']['target']!r}")
     for symbol, spec in merged["simulator"]["symbols"].items():
         if not isinstance(spec, Mapping) or not {"price", "volatility", "weight"} <= set(spec):
             raise ConfigError(f"simulator.symbols.{symbol}: needs price, volatility and weight")
@@ -234,3 +250,32 @@ def load_schema(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"no message schema {name!r} in {path.parent}")
     return json.loads(path.read_text())
+
+
+def main(argv: list[str]) -> int:
+    """`python -m conf.settings SECTION.KEY`: print one effective setting (for shell scripts and Airflow tasks
+    that need a setting without importing the pipeline); without an argument, all of them as JSON."""
+    import sys
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"settings: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if not argv:
+        print(json.dumps(settings.as_dict(), indent=2))
+        return 0
+    section, _, key = argv[0].partition(".")
+    try:
+        value = settings.as_dict()[section][key]
+    except KeyError:
+        print(f"settings: no setting {argv[0]!r}", file=sys.stderr)
+        return 2
+    print(value if isinstance(value, str) else json.dumps(value))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

@@ -1,6 +1,11 @@
 """conf/settings.py: defaults, override file, environment, and clear errors naming the setting."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from conf.settings import ConfigError, interval_seconds, load_schema, load_settings
@@ -49,6 +54,13 @@ def test_override_file_then_environment(tmp_path):
     ({"STOCKLAKE_FINNHUB_RECONNECT_INITIAL_SECONDS": "90"},
      "finnhub.reconnect_max_seconds: must be >= finnhub.reconnect_initial_seconds"),
     ({"STOCKLAKE_PRODUCER_METRICS_PORT": "70000"}, "producer.metrics_port: must be 0 (off) to 65535, got 70000"),
+    ({"STOCKLAKE_MAINTENANCE_VACUUM_RETENTION_HOURS": "24"},
+     "maintenance.vacuum_retention_hours: must be >= 168 (Delta's safety check"),
+    ({"STOCKLAKE_MAINTENANCE_CLOSED_HOUR_GRACE_MINUTES": "-1"}, "maintenance.closed_hour_grace_minutes: must be >= 0"),
+    ({"STOCKLAKE_MAINTENANCE_BRONZE_RETENTION_DAYS": "0"}, "maintenance.bronze_retention_days: must be greater than 0"),
+    ({"STOCKLAKE_MAINTENANCE_COMPACTION_MIN_FILES": "1"}, "maintenance.compaction_min_files: must be >= 2, got 1"),
+    ({"STOCKLAKE_WAREHOUSE_TARGET": "bigquery"}, "warehouse.target: must be local or snowflake, got 'bigquery'"),
+    ({"STOCKLAKE_WATCHDOG_MAX_CONSUMER_LAG": "0"}, "watchdog.max_consumer_lag: must be greater than 0, got 0"),
 ])
 def test_bad_settings_fail_with_one_line_naming_the_setting(env, message):
     with pytest.raises(ConfigError) as error:
@@ -70,3 +82,20 @@ def test_intervals_and_schemas():
     assert load_schema("trade.v1")["required"][0] == "event_id"
     with pytest.raises(ConfigError, match="no message schema 'trade.v9'"):
         load_schema("trade.v9")
+
+
+def run_settings_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STOCKLAKE_")}
+    return subprocess.run([sys.executable, "-m", "conf.settings", *args], env={**clean, **env}, capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+
+
+def test_settings_cli_prints_one_effective_setting_for_scripts_and_airflow_tasks():
+    assert run_settings_cli({}, "warehouse.target").stdout == "local\n"
+    assert run_settings_cli({"STOCKLAKE_WAREHOUSE_TARGET": "snowflake"}, "warehouse.target").stdout == "snowflake\n"
+    assert run_settings_cli({}, "maintenance.vacuum_retention_hours").stdout == "168\n"
+    unknown = run_settings_cli({}, "warehouse.nope")
+    assert (unknown.returncode, unknown.stdout, unknown.stderr) == (2, "", "settings: no setting 'warehouse.nope'\n")
+    bad = run_settings_cli({"STOCKLAKE_WAREHOUSE_TARGET": "x"}, "warehouse.target")
+    assert bad.returncode == 2
+    assert bad.stderr == "settings: configuration error: warehouse.target: must be local or snowflake, got 'x'\n"

@@ -10,6 +10,9 @@ RUNTIME := $(CURDIR)/.lake
 UV_VERSION := 0.13.9
 UV := $(STOCKLAKE_CACHE)/tools/uv-$(UV_VERSION)/bin/uv
 PYTHON := $(CURDIR)/.venv/bin/python
+# Airflow has its own environment (airflow/pyproject.toml): its Spark provider brings another `pyspark` module.
+AIRFLOW_VENV := $(CURDIR)/.venv-airflow
+AIRFLOW_PORT ?= 8080
 
 export UV_CACHE_DIR ?= $(STOCKLAKE_CACHE)/uv
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
@@ -25,7 +28,8 @@ export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
 PYTEST_ARGS ?=
 
-.PHONY: help setup services-up services-down services-status services-reset demo gold test test-unit lock clean
+.PHONY: help setup airflow-setup services-up services-down services-status services-reset demo gold airflow test \
+        test-unit lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +41,13 @@ $(UV):
 .venv/.synced: $(UV) uv.lock pyproject.toml
 	$(UV) sync --frozen --python python3.11
 	@touch $@
+
+$(AIRFLOW_VENV)/.synced: export UV_PROJECT_ENVIRONMENT := $(AIRFLOW_VENV)
+$(AIRFLOW_VENV)/.synced: $(UV) airflow/uv.lock airflow/pyproject.toml
+	$(UV) sync --frozen --project airflow --python python3.11
+	@touch $@
+
+airflow-setup: $(AIRFLOW_VENV)/.synced ## install the Airflow environment (.venv-airflow, from airflow/uv.lock; cached)
 
 $(SPARK_CONF_DIR)/spark-defaults.conf: jars/spark.lock jars/fetch.py
 	python3 jars/fetch.py spark --spark-defaults $@
@@ -60,8 +71,8 @@ $(RUNTIME)/env.sh: Makefile
 	  'export PYSPARK_PYTHON="$(PYTHON)" PYTHONPATH="$(CURDIR)" PATH="$(CURDIR)/.venv/bin:$$PATH"' \
 	  'set -a; . "$(RUNTIME)/credentials.env"; set +a' > $@
 
-setup: .venv/.synced $(SPARK_CONF_DIR)/spark-defaults.conf $(SPARK_CONF_DIR)/log4j2.properties \
-       $(RUNTIME)/kafka-classpath.txt $(RUNTIME)/credentials.env $(RUNTIME)/env.sh ## install everything (cached)
+setup: .venv/.synced $(AIRFLOW_VENV)/.synced $(SPARK_CONF_DIR)/spark-defaults.conf \
+       $(SPARK_CONF_DIR)/log4j2.properties $(RUNTIME)/kafka-classpath.txt $(RUNTIME)/credentials.env $(RUNTIME)/env.sh ## install everything (cached)
 	@java -version 2>&1 | awk -F'"' '/version/ { split($$2, v, "."); if (v[1] < 17) { print "setup: Java 17+ is required, found " $$2; exit 1 } }'
 	@scripts/build_minio.sh >/dev/null
 	@echo "setup: ready (environment for manual use: source .lake/env.sh)"
@@ -90,6 +101,15 @@ gold: services-up ## build Gold from Silver (dbt build on the local target, Duck
 	@mkdir -p "$$(dirname "$$DBT_DUCKDB_PATH")"
 	$(CURDIR)/.venv/bin/dbt build --project-dir $(CURDIR)/dbt_project --target local
 
+# Airflow 3 standalone (scheduler, DAG processor, triggerer, API server + UI) with this checkout's DAGs, on the local
+# services; every Airflow variable, connection and the tasks' job environment come from scripts/airflow_env.py.
+# The admin password is generated once into a file (mode 600) and never printed. Ctrl-C stops Airflow.
+airflow: services-up airflow-setup ## run Airflow 3 locally: UI on http://127.0.0.1:$AIRFLOW_PORT (default 8080)
+	@echo "airflow: UI http://127.0.0.1:$(AIRFLOW_PORT), user admin, password in" \
+	  "$$($(AIRFLOW_VENV)/bin/python scripts/airflow_env.py --home $(RUNTIME)/airflow admin-password-file)"
+	$(AIRFLOW_VENV)/bin/python scripts/airflow_env.py --home $(RUNTIME)/airflow --port $(AIRFLOW_PORT) \
+	  run -- airflow standalone
+
 test: setup ## start the services, run the whole test suite, stop the services
 	@status=0; \
 	$(PYTHON) scripts/services.py up && $(PYTHON) -m pytest $(PYTEST_ARGS) || status=$$?; \
@@ -101,7 +121,8 @@ test-unit: setup ## unit tests only (no services needed)
 
 lock: $(UV) ## re-resolve Python and jar pins (maintainers)
 	$(UV) lock
+	$(UV) lock --project airflow
 	$(PYTHON) jars/lock.py
 
-clean: services-down ## delete the runtime folder (.lake) and the environment (.venv); caches stay
-	rm -rf $(RUNTIME) .venv
+clean: services-down ## delete the runtime folder (.lake) and the environments (.venv, .venv-airflow); caches stay
+	rm -rf $(RUNTIME) .venv $(AIRFLOW_VENV)

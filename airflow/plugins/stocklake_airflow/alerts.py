@@ -1,0 +1,144 @@
+"""Failure alerts to Slack through an incoming webhook held in an Airflow connection (never in DAG code).
+
+    default_args = {"on_failure_callback": slack_failure_alert}      # tasks (or a DAG's on_failure_callback)
+    post_slack("watchdog: no batch for 10 minutes")                  # any other message
+
+The connection (default id `slack_alerts`, type `slackwebhook`) comes from wherever Airflow reads connections,
+e.g. the environment: AIRFLOW_CONN_SLACK_ALERTS='{"conn_type": "slackwebhook", "password":
+"https://hooks.slack.com/services/T…/B…/…"}' (or the token path T…/B…/… as the password: the host defaults to
+hooks.slack.com/services). Without it an alert is skipped with one warning line. Sending never raises: a failing
+alert must not replace the task's own failure; it is logged instead. The webhook URL and token are never logged:
+the client library logs the full URL when it retries, so it gets a logger that only passes warnings and errors,
+and every message logged here has the token removed.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONN_ID = "slack_alerts"
+HTTP_TIMEOUT_SECONDS = 10
+MAX_ERROR_CHARS = 300
+REDACTED = "***"
+
+
+class _RedactSecrets(logging.Filter):
+    """Replaces known secrets in records of the Slack client's logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _redact(message, self.secrets)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_client_redaction = _RedactSecrets()
+# slack_sdk logs the webhook URL at debug, and at info when it retries; warnings and errors carry no URL.
+_client_log = logging.getLogger(f"{__name__}.slack_client")
+_client_log.setLevel(logging.WARNING)
+_client_log.addFilter(_client_redaction)
+
+
+def _redact(text: str, secrets: set[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _first_line(value: object) -> str:
+    lines = str(value).strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    return line if len(line) <= MAX_ERROR_CHARS else line[:MAX_ERROR_CHARS - 1] + "…"
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's message formatting reserves these three characters; everything else is sent as is.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _airflow_redact(text: str) -> str:
+    """Airflow's secrets masker on the message (connection passwords etc. seen by this process), when loaded."""
+    try:
+        from airflow.sdk.log import redact
+    except ImportError:  # pragma: no cover - other Airflow layouts
+        return text
+    redacted = redact(text)
+    return redacted if isinstance(redacted, str) else text
+
+
+def _attr(obj: object, name: str) -> Any:
+    """obj.name, or None when it is missing or cannot be computed (a computed property of a partial context)."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:  # noqa: BLE001 - the alert goes out with what is known
+        return None
+
+
+def failure_text(context: Mapping[str, Any]) -> str:
+    """The alert for a failed task, or a failed DAG run (a DAG callback's context has a `reason`): dag, task, run,
+    try, the error's first line, the log URL."""
+    ti = context.get("ti") or context.get("task_instance")
+    dag_run = context.get("dag_run")
+    dag = context.get("dag")
+    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None) or getattr(dag_run, "dag_id", None) or "?"
+    run_id = context.get("run_id") or getattr(ti, "run_id", None) or getattr(dag_run, "run_id", None) or "?"
+    task_id = getattr(ti, "task_id", None)
+    task = f"task {task_id}, try {_attr(ti, 'try_number') or '?'}" if task_id is not None else None
+    if "reason" in context:
+        lines = [f"Airflow DAG run failed: dag {dag_id}, run {run_id}" + (f", last task {task}" if task else "")]
+    else:
+        lines = [f"Airflow task failed: dag {dag_id}, run {run_id}" + (f", {task}" if task else "")]
+    error = context.get("exception")
+    if isinstance(error, BaseException):
+        message = _first_line(error)
+        lines.append(f"Error: {type(error).__name__}: {message}" if message else f"Error: {type(error).__name__}")
+    elif error:
+        lines.append(f"Error: {_first_line(error)}")
+    if context.get("reason"):
+        lines.append(f"Reason: {_first_line(context['reason'])}")
+    log_url = _attr(ti, "log_url") if task_id is not None else None
+    if log_url:
+        lines.append(f"Log: {log_url}")
+    return _slack_escape(_airflow_redact("\n".join(lines)))
+
+
+def post_slack(text: str, conn_id: str = DEFAULT_CONN_ID) -> bool:
+    """Post text to the incoming webhook of connection conn_id; True when Slack accepted it. Never raises."""
+    secrets: set[str] = set()
+    try:
+        # Imported here: DAG files import this module, and parsing them should not load the Slack client.
+        from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            connection = BaseHook.get_connection(conn_id)
+        except AirflowNotFoundException:
+            log.warning("no %s connection: alert not sent: %s", conn_id, _first_line(text))
+            return False
+        token = (connection.password or "").strip()
+        secrets = {token} if token else set()
+        _client_redaction.secrets |= secrets
+        hook = SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=HTTP_TIMEOUT_SECONDS, logger=_client_log)
+        hook.send_text(text)
+    except Exception as err:  # noqa: BLE001 - an alert must never fail its caller
+        log.error("slack alert not sent (connection %s): %s: %s", conn_id, type(err).__name__,
+                  _redact(_first_line(err), secrets))
+        return False
+    log.info("slack alert sent (connection %s)", conn_id)
+    return True
+
+
+def slack_failure_alert(context: Mapping[str, Any]) -> None:
+    """on_failure_callback for tasks and DAGs: post failure_text(context) to the `slack_alerts` connection."""
+    try:
+        post_slack(failure_text(context))
+    except Exception as err:  # noqa: BLE001 - the task's own failure is what must surface, not ours
+        log.error("slack alert failed: %s: %s", type(err).__name__, _first_line(err))

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""The environment of every Airflow process (`make airflow`, the DAG tests): computed here and nowhere else.
+
+  python3 scripts/airflow_env.py [--home DIR] [--port N] run -- COMMAND...   run COMMAND in that environment
+  python3 scripts/airflow_env.py [--home DIR] [--port N] show                print it, secrets masked
+  python3 scripts/airflow_env.py [--home DIR] admin-password-file            create the admin password file
+                                                                             (once, mode 600); print its path
+
+Airflow runs from its own environment (.venv-airflow) and launches the jobs in the job environment (.venv):
+- PATH: .venv-airflow/bin first (airflow, python), then .venv/bin, so `spark-submit` (the Spark provider runs the
+  bare name found on PATH) and `dbt` resolve to the job environment's, whose pyspark has the jars.
+- PYTHONPATH is removed: neither the job environment's packages nor the checkout (whose top-level `airflow/`
+  folder is not the airflow package) belong on Airflow's path. DAG files still import `stocklake_airflow`: Airflow
+  puts the plugins folder on sys.path itself. Job code runs as commands of the job environment (STOCKLAKE_JOB_PYTHON,
+  spark-submit), in the checkout (STOCKLAKE_REPO).
+- What spark-submit needs, inherited by the task processes: SPARK_HOME (the job environment's pyspark),
+  PYSPARK_PYTHON (the job environment's python, for the driver and the workers), SPARK_CONF_DIR (spark-defaults
+  with the pinned jars, from `make setup`), SPARK_LOCAL_IP, and the local MinIO credentials from
+  .lake/credentials.env unless AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are already set.
+- Connections by environment variable: AIRFLOW_CONN_SPARK_DEFAULT defaults to the local master local[2] (a value
+  already set wins, e.g. a spark:// cluster); AIRFLOW_CONN_SLACK_ALERTS passes through only when set.
+- Airflow itself: AIRFLOW_HOME (default .lake/airflow), a SQLite database in it, the DAGs and plugins of this
+  checkout, no examples, the API server on 127.0.0.1:<port>, the task runners' Execution API on that port, and at
+  most 4 tasks at once (AIRFLOW__CORE__PARALLELISM, unless already set).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Mapping
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PORT = 8080
+# Removed from the inherited environment: they would put another environment's packages on Airflow's path.
+DROPPED = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+# Values never printed by `show` (and never by anything else here).
+SECRET_MARKERS = ("SECRET", "PASSWORD", "PASSPHRASE", "TOKEN", "API_KEY", "PRIVATE_KEY", "AIRFLOW_CONN_", "JWT",
+                  "FERNET")
+LOCAL_SPARK_CONNECTION = {"conn_type": "spark", "host": "local[2]"}
+LOCAL_PARALLELISM = 4
+# The simple auth manager's default file and user (what `airflow standalone` would generate and print).
+ADMIN_PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
+ADMIN_USER = "admin"
+
+
+def runtime_dir(repo: Path = REPO) -> Path:
+    """The clone's runtime folder (.lake), where `make setup` puts spark-conf and credentials.env."""
+    return repo / ".lake"
+
+
+def default_airflow_home(repo: Path = REPO) -> Path:
+    return runtime_dir(repo) / "airflow"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines (as `make setup` writes .lake/credentials.env); missing file -> {}."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def job_spark_home(job_venv: Path) -> Path:
+    """The pyspark package of the job environment (a full Spark distribution, as pip installs it)."""
+    found = sorted(job_venv.glob("lib/python3*/site-packages/pyspark"))
+    return found[0] if found else job_venv / "lib" / "python3.11" / "site-packages" / "pyspark"
+
+
+def airflow_environment(repo: Path = REPO, airflow_home: Path | None = None, port: int = DEFAULT_PORT,
+                        base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The full environment (base = os.environ by default) for an Airflow process of this checkout."""
+    repo = Path(repo).resolve()
+    home = Path(airflow_home or default_airflow_home(repo)).resolve()
+    airflow_bin = repo / ".venv-airflow" / "bin"
+    job_venv = repo / ".venv"
+    job_bin = job_venv / "bin"
+    env = {key: value for key, value in (os.environ if base is None else base).items() if key not in DROPPED}
+
+    inherited_path = [p for p in env.get("PATH", os.defpath).split(os.pathsep)
+                      if p and Path(p).resolve() not in (airflow_bin.resolve(), job_bin.resolve())]
+    api_url = f"http://127.0.0.1:{port}"
+    env.update({
+        "PATH": os.pathsep.join([str(airflow_bin), str(job_bin), *inherited_path]),
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "airflow" / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo / "airflow" / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        # Local only: the UI/API listens on loopback; task runners reach the Execution API on the same port.
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": api_url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
+        "STOCKLAKE_REPO": str(repo),
+        "STOCKLAKE_JOB_PYTHON": str(job_bin / "python"),
+        "SPARK_HOME": str(job_spark_home(job_venv)),
+        "PYSPARK_PYTHON": str(job_bin / "python"),
+    })
+    env.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(LOCAL_SPARK_CONNECTION))
+    # Each Spark task is a JVM with a 2 GB driver: a laptop runs a few at once, not Airflow's default 32.
+    env.setdefault("AIRFLOW__CORE__PARALLELISM", str(LOCAL_PARALLELISM))
+    env.setdefault("SPARK_CONF_DIR", str(runtime_dir(repo) / "spark-conf"))
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    credentials = read_env_file(runtime_dir(repo) / "credentials.env")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        if key in credentials:
+            env.setdefault(key, credentials[key])
+    return env
+
+
+def is_secret(name: str) -> bool:
+    return any(marker in name.upper() for marker in SECRET_MARKERS)
+
+
+def ensure_admin_password_file(airflow_home: Path) -> Path:
+    """Create the simple auth manager's password file for `admin` (mode 600) unless it exists.
+
+    Generating it here, silently, means `airflow standalone` finds a password already there and never prints it
+    to the terminal (or to whatever captures the terminal).
+    """
+    path = Path(airflow_home) / ADMIN_PASSWORD_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps({ADMIN_USER: secrets.token_urlsafe(12)}) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, help="AIRFLOW_HOME (default .lake/airflow)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="API server / UI port (default 8080)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    run = sub.add_parser("run", help="run a command in the Airflow environment")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("show", help="print the environment, secrets masked")
+    sub.add_parser("admin-password-file", help="create the admin password file if missing; print its path")
+    args = parser.parse_args(argv)
+    if not 0 < args.port < 65536:
+        print(f"airflow_env: --port must be 1-65535, got {args.port}", file=sys.stderr)
+        return 2
+    env = airflow_environment(airflow_home=args.home, port=args.port)
+    home = Path(env["AIRFLOW_HOME"])
+    if args.action == "admin-password-file":
+        print(ensure_admin_password_file(home))
+        return 0
+    if args.action == "show":
+        for key in sorted(env):
+            print(f"{key}={'<set>' if is_secret(key) else env[key]}")
+        return 0
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("airflow_env: run needs a command, e.g. run -- airflow standalone", file=sys.stderr)
+        return 2
+    home.mkdir(parents=True, exist_ok=True)
+    os.execvpe(command[0], command, env)  # resolved on the computed PATH: `airflow` is .venv-airflow's
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Stream watchdog: is each streaming query alive and keeping up with Kafka?
+
+    python -m spark_jobs.watchdog [--entity trades|quotes ...] [--now ISO8601-UTC] [--json PATH]
+
+For each query of each entity (bronze_<entity>, silver_<entity>; default: every entity) it reads the query's
+checkpoint on the object store (settings.lake_uri(entity.checkpoint(query))), with boto3, no Spark:
+- the newest commits/<N> file: its LastModified is when the last micro-batch finished (the batch age is
+  now - LastModified);
+- offsets/<N>, Spark's offset log of that batch ("v1", a metadata JSON line, then one JSON line per source:
+  {"<topic>": {"<partition>": <next offset to read>}}): where the query has read up to;
+and asks Kafka for the topic's end offsets (AdminClient.list_offsets). lag = sum over partitions of
+end offset - checkpointed offset (a partition the checkpoint does not know yet counts from its earliest offset).
+
+Healthy (assess()) unless
+- lag > watchdog.max_consumer_lag: too far behind, however recent its last batch; or
+- lag > 0 and the batch age > watchdog.max_batch_age_seconds: records are waiting and nothing is being committed
+  (a stopped, hung or crashed query).
+An idle query that has read everything (lag 0) is healthy however old its last batch: outside market hours
+nothing arrives and the stream commits nothing. Both limits are inclusive (age == max, lag == max are healthy).
+A query that has started but committed no batch yet is judged from its checkpoint's creation time and the
+starting offsets it resolved (sources/0/0). Unhealthy as well, with the reason: no checkpoint at all (the query
+never ran there), a checkpoint ahead of the topic (the topic was recreated), the topic missing, Kafka or the object
+store unreachable.
+
+Prints one line per query and one line per reason, then a summary line; --json writes the full result.
+Exit 0 all healthy, 1 any unhealthy, 2 bad configuration or arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
+from spark_jobs.data_quality import parse_now  # noqa: E402
+from spark_jobs.listener import LOG_FORMAT  # noqa: E402
+from spark_jobs.transforms import ENTITIES, Entity  # noqa: E402
+
+LOGGER_NAME = "stocklake.watchdog"
+log = logging.getLogger(LOGGER_NAME)
+
+QUERIES = ("bronze", "silver")
+KAFKA_TIMEOUT_SECONDS = 15.0
+BATCH_FILE = re.compile(r"^\d+$")
+
+
+class CheckFailed(Exception):
+    """The check itself could not be made (Kafka or the object store unreachable, topic missing): unhealthy."""
+
+
+def assess(batch_age_seconds: float, lag: int, max_batch_age_seconds: float,
+           max_consumer_lag: int) -> tuple[bool, list[str]]:
+    """(healthy, reasons) of a query whose newest batch is batch_age_seconds old and which has `lag` records
+    left to read."""
+    reasons = []
+    if lag > max_consumer_lag:
+        reasons.append(f"consumer lag {lag:,} records > watchdog.max_consumer_lag {max_consumer_lag:,}")
+    if lag > 0 and batch_age_seconds > max_batch_age_seconds:
+        reasons.append(f"stalled: {lag:,} records waiting and no batch for {batch_age_seconds:,.1f} s "
+                       f"(> watchdog.max_batch_age_seconds {max_batch_age_seconds:,})")
+    return not reasons, reasons
+
+
+def parse_offset_log(text: str) -> dict[str, dict[int, int]]:
+    """Spark's offset log file (offsets/<N>, or sources/0/0 which starts with a NUL byte): the offsets of every
+    Kafka source in it, {topic: {partition: next offset to read}}."""
+    lines = text.lstrip("\x00").splitlines()
+    if not lines or not lines[0].startswith("v"):
+        raise ValueError(f"not a Spark offset log (first line {lines[0][:20] if lines else ''!r})")
+    offsets: dict[str, dict[int, int]] = {}
+    for line in lines[1:]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # "-" marks a source without offsets in that batch
+        if not isinstance(record, dict):
+            continue
+        for topic, partitions in record.items():
+            # The metadata line (batchWatermarkMs, conf, ...) is the one whose values are not partition maps.
+            if isinstance(partitions, dict) and partitions and all(k.isdigit() for k in partitions):
+                offsets.setdefault(topic, {}).update({int(p): int(o) for p, o in partitions.items()})
+    return offsets
+
+
+def consumer_lag(checkpointed: dict[int, int], earliest: dict[int, int],
+                 latest: dict[int, int]) -> tuple[int, dict[int, int], list[str]]:
+    """(lag, lag by partition, problems): records in the topic the query has not read yet."""
+    by_partition, problems = {}, []
+    for partition, end in sorted(latest.items()):
+        start = checkpointed.get(partition, earliest.get(partition, 0))
+        if start > end:
+            problems.append(f"partition {partition}: checkpoint offset {start:,} is past the topic's end offset "
+                            f"{end:,} (topic recreated or truncated?)")
+            continue
+        by_partition[partition] = end - start
+    gone = sorted(set(checkpointed) - set(latest))
+    if gone:
+        problems.append(f"partitions {gone} are in the checkpoint but not in the topic")
+    return sum(by_partition.values()), by_partition, problems
+
+
+# ---- the object store and Kafka ---------------------------------------------------------------------------------
+
+def s3_client(settings: Settings):
+    import boto3
+    from botocore.config import Config
+
+    if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set in the environment "
+                          "(for the local stack: `source .lake/env.sh`)")
+    lake = settings.lake
+    return boto3.client("s3", endpoint_url=lake.s3_endpoint, region_name=lake.s3_region,
+                        config=Config(s3={"addressing_style": "path" if lake.path_style_access else "auto"},
+                                      retries={"max_attempts": 3}, connect_timeout=10, read_timeout=30))
+
+
+def list_checkpoint(s3, bucket: str, prefix: str) -> dict[str, Any]:
+    """{relative key: LastModified} of every object under the checkpoint prefix."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    objects = {}
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                objects[item["Key"][len(prefix):]] = item["LastModified"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return {}
+        raise CheckFailed(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+    except BotoCoreError as exc:
+        raise CheckFailed(f"object store unreachable: {exc}") from None
+    return objects
+
+
+def read_text(s3, bucket: str, key: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", errors="replace")
+    except (BotoCoreError, ClientError) as exc:
+        raise CheckFailed(f"cannot read s3://{bucket}/{key}: {exc}") from None
+
+
+def newest_batch(objects: dict[str, Any], log_dir: str) -> int | None:
+    """Highest batch id in commits/ or offsets/ (Spark's temporary files have other names)."""
+    ids = [int(name) for key in objects if key.startswith(log_dir + "/")
+           for name in [key[len(log_dir) + 1:]] if BATCH_FILE.match(name)]
+    return max(ids) if ids else None
+
+
+def topic_offsets(admin, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """(earliest, latest) offset by partition of a topic."""
+    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    try:
+        metadata = admin.list_topics(topic, timeout=KAFKA_TIMEOUT_SECONDS).topics.get(topic)
+    except KafkaException as exc:
+        raise CheckFailed(f"Kafka unreachable: {exc}") from None
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise CheckFailed(f"topic {topic} does not exist"
+                          + (f" ({metadata.error.str()})" if metadata is not None and metadata.error else ""))
+    result = {}
+    for spec_name, spec in (("earliest", OffsetSpec.earliest()), ("latest", OffsetSpec.latest())):
+        futures = admin.list_offsets({TopicPartition(topic, p): spec for p in metadata.partitions},
+                                     request_timeout=KAFKA_TIMEOUT_SECONDS)
+        try:
+            result[spec_name] = {tp.partition: future.result().offset for tp, future in futures.items()}
+        except KafkaException as exc:
+            raise CheckFailed(f"cannot list the {spec_name} offsets of {topic}: {exc}") from None
+    return result["earliest"], result["latest"]
+
+
+# ---- the job ----------------------------------------------------------------------------------------------------
+
+def check_query(settings: Settings, s3, admin, entity: Entity, query: str, now: datetime) -> dict:
+    name = f"{query}_{entity.name}"
+    checkpoint = settings.lake_uri(entity.checkpoint(query))
+    topic = settings.kafka[entity.topic_setting]
+    bucket, prefix = settings.lake.bucket, entity.checkpoint(query) + "/"
+    report: dict[str, Any] = {"query": name, "entity": entity.name, "checkpoint": checkpoint, "topic": topic,
+                              "batch_id": None, "last_batch_time": None, "batch_age_seconds": None,
+                              "checkpoint_offsets": None, "end_offsets": None, "lag": None, "reasons": []}
+    try:
+        objects = list_checkpoint(s3, bucket, prefix)
+        if not objects:
+            report["reasons"].append(f"no checkpoint at {checkpoint}: the query has never run here")
+            return {**report, "healthy": False}
+        batch = newest_batch(objects, "commits")
+        if batch is not None:
+            report["batch_id"] = batch
+            finished = objects[f"commits/{batch}"]
+            if f"offsets/{batch}" not in objects:
+                raise CheckFailed(f"commits/{batch} has no offsets/{batch} in {checkpoint}")
+            offsets = parse_offset_log(read_text(s3, bucket, f"{prefix}offsets/{batch}"))
+        else:
+            # Started, nothing committed yet: judge from when the checkpoint was made and where it starts.
+            finished = objects.get("metadata") or min(objects.values())
+            if "sources/0/0" not in objects:
+                raise CheckFailed(f"no committed batch and no starting offsets in {checkpoint}")
+            offsets = parse_offset_log(read_text(s3, bucket, f"{prefix}sources/0/0"))
+        if topic not in offsets:
+            raise CheckFailed(f"the checkpoint reads {', '.join(sorted(offsets)) or 'no topic'}, not {topic}")
+        earliest, latest = topic_offsets(admin, topic)
+    except CheckFailed as exc:
+        report["reasons"].append(str(exc))
+        return {**report, "healthy": False}
+    except ValueError as exc:  # an offset log we cannot parse
+        report["reasons"].append(f"{checkpoint}: {exc}")
+        return {**report, "healthy": False}
+
+    lag, lag_by_partition, problems = consumer_lag(offsets[topic], earliest, latest)
+    age = (now - finished).total_seconds()
+    healthy, reasons = assess(age, lag, settings.watchdog.max_batch_age_seconds, settings.watchdog.max_consumer_lag)
+    report.update(last_batch_time=finished.isoformat(), batch_age_seconds=round(age, 3),
+                  checkpoint_offsets={str(p): o for p, o in sorted(offsets[topic].items())},
+                  end_offsets={str(p): o for p, o in sorted(latest.items())},
+                  lag=lag, lag_by_partition={str(p): n for p, n in lag_by_partition.items()},
+                  reasons=reasons + problems, healthy=healthy and not problems)
+    return report
+
+
+def render(report: dict) -> str:
+    name = report["query"]
+    if report["batch_age_seconds"] is None:
+        head = f"{name}: {'healthy' if report['healthy'] else 'UNHEALTHY'}"
+    else:
+        batch = f"batch {report['batch_id']}" if report["batch_id"] is not None else "no batch yet"
+        head = (f"{name}: {'healthy' if report['healthy'] else 'UNHEALTHY'}: last {batch} "
+                f"{report['batch_age_seconds']:,.0f} s ago, lag {report['lag']:,} on {report['topic']}")
+    return "\n".join([head, *[f"  {name}: {reason}" for reason in report["reasons"]]])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.watchdog", description=__doc__.splitlines()[0])
+    parser.add_argument("--entity", choices=list(ENTITIES), action="append",
+                        help="an entity whose queries to check; repeat for several (default: all)")
+    parser.add_argument("--now", type=parse_now, help="the time batch ages are measured at (default: now)")
+    parser.add_argument("--json", type=Path, help="also write the full result as JSON here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:  # argparse printed the one-line error (or --help): hand back its exit code
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    log.setLevel(logging.INFO)
+    now = args.now or datetime.now(timezone.utc)
+    try:
+        settings = load_settings()
+        s3 = s3_client(settings)
+    except ConfigError as exc:
+        print(f"watchdog: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    reports = []
+    for entity_name in dict.fromkeys(args.entity or ENTITIES):
+        for query in QUERIES:
+            report = check_query(settings, s3, admin, ENTITIES[entity_name], query, now)
+            log.info(json.dumps({"event": "query_checked", **{k: report[k] for k in (
+                "query", "healthy", "batch_id", "batch_age_seconds", "lag", "reasons")}}))
+            reports.append(report)
+    for report in reports:
+        print(render(report))
+    unhealthy = [r["query"] for r in reports if not r["healthy"]]
+    print(f"stream_watchdog: {len(reports) - len(unhealthy)}/{len(reports)} queries healthy"
+          + (f"; UNHEALTHY: {', '.join(unhealthy)}" if unhealthy else ""))
+    if args.json:
+        args.json.write_text(json.dumps({"healthy": not unhealthy, "now": now.isoformat(), "queries": reports},
+                                        indent=2))
+    return 1 if unhealthy else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

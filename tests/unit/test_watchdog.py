@@ -1,0 +1,91 @@
+"""spark_jobs/watchdog.py: the health rule at its boundaries, Spark's offset log, the lag arithmetic."""
+from __future__ import annotations
+
+import pytest
+
+from spark_jobs.watchdog import assess, consumer_lag, main, newest_batch, parse_offset_log
+
+MAX_AGE, MAX_LAG = 300, 100_000
+STALLED = "stalled: 1 records waiting and no batch for 301.0 s (> watchdog.max_batch_age_seconds 300)"
+
+# Files as Spark 4.0 wrote them to MinIO (checkpoint of silver_trades; conf shortened).
+OFFSETS_FILE = (
+    'v1\n'
+    '{"batchWatermarkMs":1795296512723,"batchTimestampMs":1795297132414,"conf":{"spark.sql.streaming.stateStore.'
+    'providerClass":"org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",'
+    '"spark.sql.shuffle.partitions":"4"}}\n'
+    '{"market.trades.v1":{"0":883,"1":2576,"2":0,"3":903,"4":583,"5":0}}')
+INITIAL_OFFSETS_FILE = '\x00v1\n{"market.trades.v1":{"0":0,"1":0,"2":0,"3":0,"4":0,"5":0}}'
+
+
+@pytest.mark.parametrize("age, lag, healthy, reasons", [
+    # Caught up: healthy however long ago the last batch was (an idle market).
+    (10_000_000, 0, True, []),
+    # Records waiting: healthy while batches are recent, the limit itself included.
+    (0, 1, True, []),
+    (300, 1, True, []),
+    (300.5, 1, False, ["stalled: 1 records waiting and no batch for 300.5 s (> watchdog.max_batch_age_seconds 300)"]),
+    (301, 1, False, [STALLED]),
+    # Too far behind, even with a batch just committed; the limit itself is fine.
+    (0, 100_000, True, []),
+    (0, 100_001, False, ["consumer lag 100,001 records > watchdog.max_consumer_lag 100,000"]),
+    (301, 100_001, False, ["consumer lag 100,001 records > watchdog.max_consumer_lag 100,000",
+                           "stalled: 100,001 records waiting and no batch for 301.0 s "
+                           "(> watchdog.max_batch_age_seconds 300)"]),
+])
+def test_assess_at_the_boundaries(age, lag, healthy, reasons):
+    assert assess(age, lag, MAX_AGE, MAX_LAG) == (healthy, reasons)
+
+
+def test_offset_log_files_are_parsed_per_topic_and_partition():
+    assert parse_offset_log(OFFSETS_FILE) == {"market.trades.v1": {0: 883, 1: 2576, 2: 0, 3: 903, 4: 583, 5: 0}}
+    assert parse_offset_log(INITIAL_OFFSETS_FILE) == {"market.trades.v1": {p: 0 for p in range(6)}}
+    # A source without offsets in that batch is written as "-".
+    assert parse_offset_log('v1\n{"batchWatermarkMs":0}\n-\n{"t":{"0":5}}') == {"t": {0: 5}}
+    with pytest.raises(ValueError, match="not a Spark offset log"):
+        parse_offset_log('{"market.trades.v1":{"0":1}}')
+
+
+def test_lag_is_end_minus_checkpointed_per_partition():
+    checkpointed = {0: 883, 1: 2576, 2: 0}
+    assert consumer_lag(checkpointed, {0: 0, 1: 0, 2: 0}, {0: 883, 1: 2576, 2: 0}) == (0, {0: 0, 1: 0, 2: 0}, [])
+    assert consumer_lag(checkpointed, {0: 0, 1: 0, 2: 0}, {0: 900, 1: 2576, 2: 3}) == (20, {0: 17, 1: 0, 2: 3}, [])
+    # A partition added after the checkpoint was written is read from its earliest offset.
+    assert consumer_lag(checkpointed, {0: 0, 1: 0, 2: 0, 3: 40}, {0: 883, 1: 2576, 2: 0, 3: 50}) == (
+        10, {0: 0, 1: 0, 2: 0, 3: 10}, [])
+
+
+def test_a_checkpoint_past_the_topic_is_a_problem_not_a_negative_lag():
+    lag, by_partition, problems = consumer_lag({0: 500, 1: 7}, {0: 0, 1: 0}, {0: 20, 1: 9})
+    assert (lag, by_partition) == (2, {1: 2})
+    assert problems == ["partition 0: checkpoint offset 500 is past the topic's end offset 20 "
+                        "(topic recreated or truncated?)"]
+    assert consumer_lag({0: 1, 4: 9}, {0: 0}, {0: 1})[2] == ["partitions [4] are in the checkpoint but not in the topic"]
+
+
+def test_newest_batch_ignores_sparks_temporary_files():
+    objects = {"metadata": 0, "commits/0": 0, "commits/1": 0, "commits/10": 0, "commits/.11.9f2c.tmp": 0,
+               "offsets/11": 0, "offsets/10": 0, "sources/0/0": 0}
+    assert newest_batch(objects, "commits") == 10
+    assert newest_batch(objects, "offsets") == 11
+    assert newest_batch({"metadata": 0}, "commits") is None
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--now", "soon"], "argument --now: not an ISO 8601 time: 'soon'"),
+    (["--entity", "orders"], "argument --entity: invalid choice: 'orders'"),
+])
+def test_bad_arguments_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_configuration_exits_2_naming_the_setting(monkeypatch, capsys):
+    monkeypatch.setenv("STOCKLAKE_WATCHDOG_MAX_BATCH_AGE_SECONDS", "-1")
+    assert main([]) == 2
+    assert capsys.readouterr().err == ("watchdog: configuration error: watchdog.max_batch_age_seconds: must be "
+                                       "greater than 0, got -1\n")
+    monkeypatch.delenv("STOCKLAKE_WATCHDOG_MAX_BATCH_AGE_SECONDS")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    assert main([]) == 2
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from spark_jobs.schemas import parse
@@ -37,6 +37,10 @@ TRADES = Entity("trades", "trade.v1", "trades_topic", "trade_ts", "trade_time")
 QUOTES = Entity("quotes", "quote.v1", "quotes_topic", "quote_ts", "quote_time")
 # In the order jobs run and report them when no entity is chosen.
 ENTITIES = {entity.name: entity for entity in (TRADES, QUOTES)}
+# Loaded in batches by spark_jobs/backfill.py, never streamed from Kafka: kept out of ENTITIES so the jobs that
+# iterate it (stream, report, maintenance) leave it alone. No topic, hence no topic setting.
+BARS = Entity("bars", "bar.v1", "", "bar_ts", "bar_time")
+BATCH_ENTITIES = {BARS.name: BARS}
 
 
 def with_hour_partitions(ts_column: str) -> Callable[[DataFrame], DataFrame]:
@@ -110,3 +114,21 @@ def deduplicate(silver_df: DataFrame, entity: Entity, watermark_delay: str) -> D
     """
     return (silver_df.withWatermark(entity.event_time_column, watermark_delay)
                      .dropDuplicatesWithinWatermark(["event_id"]))
+
+
+def missing_from_silver(parsed_bronze: DataFrame, silver: DataFrame, entity: Entity) -> DataFrame:
+    """Silver rows for the valid Bronze events whose event id Silver does not hold (late arrivals the watermark
+    dropped): one row per event id, from its first delivery by (kafka_timestamp, partition, offset), in
+    Silver's columns and order. Quarantined records never qualify. ingest_time is the Bronze row's; a job that
+    writes the rows sets its own.
+
+    `silver` may be restricted to the partitions the events fall in: only its event_id column is read.
+    """
+    rows = silver_rows(parsed_bronze, entity)
+    # Anti-join first: it leaves only the few late ids for the window below. A window (not an aggregate of a
+    # struct) keeps every column's type and nullability exactly as Silver has them.
+    missing = rows.join(silver.select("event_id"), "event_id", "left_anti")
+    first = Window.partitionBy("event_id").orderBy("kafka_timestamp", "kafka_partition", "kafka_offset")
+    return (missing.withColumn("_delivery", F.row_number().over(first))
+            .where(F.col("_delivery") == 1)
+            .select(*rows.columns))

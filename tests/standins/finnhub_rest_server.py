@@ -1,5 +1,5 @@
-"""A faithful local stand-in for Finnhub's REST API (GET /api/v1/quote), for tests: the machines cannot reach
-Finnhub, and a mocked opener would not exercise the real HTTP client.
+"""A faithful local stand-in for Finnhub's REST API (GET /api/v1/quote and /stock/candle), for tests: the
+machines cannot reach Finnhub, and a mocked opener would not exercise the real HTTP client.
 
 Behaviour copied from the real service:
 - authentication by the `X-Finnhub-Token` header or the `token` query parameter; a missing or wrong key gets
@@ -8,12 +8,16 @@ Behaviour copied from the real service:
   symbol gets all zeros (`{"c":0,"d":null,"dp":null,"h":0,"l":0,"o":0,"pc":0,"t":0}`), not an error;
 - past N calls in a rolling 60 s window (the free tier: 60), 429 with Finnhub's error body, optionally with a
   Retry-After header; every authenticated call counts, including the refused ones;
-- premium-only endpoints (`/stock/candle`) get 403.
+- premium-only endpoints (`/stock/candle`) get 403, unless the stand-in is started with `candle_access=True`
+  (a key whose plan includes candles): then `/stock/candle?symbol=S&resolution=D&from=<s>&to=<s>` answers the
+  symbol's daily candles with from <= t <= to as `{"c":[..],"h":[..],"l":[..],"o":[..],"s":"ok","t":[epoch
+  seconds],"v":[..]}`, or `{"s":"no_data"}` when there are none. The stand-in holds daily candles only: another
+  resolution, or a missing or non-integer from/to, gets a 422 of its own (not copied from the real service).
 
-For tests: per-symbol scripted replies (a queue consumed first, then the symbol's default), replies that drop the
-connection or stall past the client's timeout, and a record of every request (the target exactly as sent, so a
-test can prove the key never travels in a URL; the headers with the token's value masked; the time on the
-injected clock; the status answered). Runs on 127.0.0.1, port 0, in a thread; use it as a context manager.
+For tests: per-symbol scripted replies (a queue consumed first, then the symbol's default; candles have their
+own queue, consumed before the stored candles), replies that drop the connection or stall past the client's
+timeout, and a record of every request (the target exactly as sent, so a test can prove the key never travels in
+a URL; the headers with the token's value masked; the time on the injected clock; the status answered). Runs on 127.0.0.1, port 0, in a thread; use it as a context manager.
 """
 from __future__ import annotations
 
@@ -34,7 +38,9 @@ LIMIT_REACHED = {"error": "API limit reached. Please try again later. Remaining 
 NO_ACCESS = {"error": "You don't have access to this resource."}
 NOT_FOUND = {"error": "Not found"}
 ALL_ZERO_QUOTE = {"c": 0, "d": None, "dp": None, "h": 0, "l": 0, "o": 0, "pc": 0, "t": 0}
-PREMIUM_PATHS = frozenset({"/stock/candle"})
+CANDLE_PATH = "/stock/candle"
+PREMIUM_PATHS = frozenset({CANDLE_PATH})
+NO_DATA = {"s": "no_data"}
 WINDOW_SECONDS = 60.0
 
 
@@ -42,6 +48,27 @@ def quote_body(c: float, d: float | None, dp: float | None, h: float, l: float, 
                t: int) -> dict[str, Any]:
     """A /quote body with Finnhub's field names and order."""
     return {"c": c, "d": d, "dp": dp, "h": h, "l": l, "o": o, "pc": pc, "t": t}
+
+
+@dataclass(frozen=True)
+class Candle:
+    """One daily candle: t in epoch seconds (the trading date 00:00 UTC, as Finnhub stamps daily candles)."""
+
+    t: int
+    o: float
+    h: float
+    l: float  # noqa: E741 (Finnhub's field name)
+    c: float
+    v: float
+
+
+def candle_body(candles: Iterable[Candle]) -> dict[str, Any]:
+    """A /stock/candle body with Finnhub's field names and order; `{"s":"no_data"}` when there are none."""
+    candles = list(candles)
+    if not candles:
+        return dict(NO_DATA)
+    return {"c": [x.c for x in candles], "h": [x.h for x in candles], "l": [x.l for x in candles],
+            "o": [x.o for x in candles], "s": "ok", "t": [x.t for x in candles], "v": [x.v for x in candles]}
 
 
 def encode_json(value: Any) -> bytes:
@@ -110,14 +137,18 @@ class FinnhubRestStandIn:
     """Local stand-in for Finnhub's REST API; `url` is the rest_url to configure (…/api/v1)."""
 
     def __init__(self, api_key: str, *, rate_limit_per_minute: int | None = None,
-                 rate_limit_retry_after: int | None = None, clock: Callable[[], float] = time.monotonic):
+                 rate_limit_retry_after: int | None = None, clock: Callable[[], float] = time.monotonic,
+                 candle_access: bool = False):
         self.api_key = api_key
+        self.candle_access = candle_access
         self.rate_limit_per_minute = rate_limit_per_minute
         self.rate_limit_retry_after = rate_limit_retry_after
         self.clock = clock
         self._lock = threading.Lock()
         self._queues: dict[str, deque[Reply]] = defaultdict(deque)
         self._defaults: dict[str, Reply] = {}
+        self._candle_queues: dict[str, deque[Reply]] = defaultdict(deque)
+        self._candles: dict[str, list[Candle]] = {}
         self._calls: deque[float] = deque()  # arrival times of authenticated calls in the rolling window
         self._requests: list[RecordedRequest] = []
         self._release = threading.Event()    # ends stalls when the server stops
@@ -167,6 +198,16 @@ class FinnhubRestStandIn:
         """enqueue() taking a list, e.g. script("AAPL", [(200, quote), (429, {"error": "..."}), (200, quote)])."""
         self.enqueue(symbol, *replies)
 
+    def set_candles(self, symbol: str, candles: Iterable[Candle]) -> None:
+        """The daily candles /stock/candle serves for symbol (in range of the request's from/to)."""
+        with self._lock:
+            self._candles[symbol] = sorted(candles, key=lambda candle: candle.t)
+
+    def enqueue_candles(self, symbol: str, *replies: Reply | Mapping[str, Any] | tuple[Any, ...]) -> None:
+        """Answers for the next /stock/candle calls for symbol, before its stored candles (see as_reply)."""
+        with self._lock:
+            self._candle_queues[symbol].extend(as_reply(r) for r in replies)
+
     @property
     def requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -174,6 +215,10 @@ class FinnhubRestStandIn:
 
     def quote_requests(self, symbol: str | None = None) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == f"{API_PREFIX}/quote" and (symbol is None or r.symbol == symbol)]
+
+    def candle_requests(self, symbol: str | None = None) -> list[RecordedRequest]:
+        return [r for r in self.requests
+                if r.path == f"{API_PREFIX}{CANDLE_PATH}" and (symbol is None or r.symbol == symbol)]
 
     # -- serving (called from handler threads) ------------------------------------------------------------
 
@@ -183,6 +228,21 @@ class FinnhubRestStandIn:
             if queue:
                 return queue.popleft()
             return self._defaults.get(symbol) or Reply.json(ALL_ZERO_QUOTE)
+
+    def _candle_reply(self, query: dict[str, list[str]]) -> Reply:
+        symbol = query.get("symbol", [""])[0]
+        with self._lock:
+            queue = self._candle_queues[symbol]
+            if queue:
+                return queue.popleft()
+            candles = list(self._candles.get(symbol, []))
+        if query.get("resolution", [""])[0] != "D":
+            return Reply.json({"error": "stand-in: only resolution=D is served"}, 422)
+        try:
+            start, end = int(query["from"][0]), int(query["to"][0])
+        except (KeyError, ValueError):
+            return Reply.json({"error": "stand-in: from and to must be epoch seconds"}, 422)
+        return Reply.json(candle_body(c for c in candles if start <= c.t <= end))
 
     def _over_limit(self, now: float) -> bool:
         """Count this call in the rolling window; True when the window then holds more than the limit."""
@@ -209,6 +269,8 @@ class FinnhubRestStandIn:
         if endpoint == "/quote":
             symbol = query.get("symbol", [""])[0]
             return self._next_reply(symbol), symbol
+        if endpoint == CANDLE_PATH and self.candle_access:
+            return self._candle_reply(query), query.get("symbol", [None])[0]
         if endpoint in PREMIUM_PATHS:
             return Reply.json(NO_ACCESS, 403), query.get("symbol", [None])[0]
         return Reply.json(NOT_FOUND, 404), None

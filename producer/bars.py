@@ -1,0 +1,290 @@
+"""Daily bars (conf/schemas/bar.v1.json): deterministic ids, bar events from Finnhub candles and from file rows,
+and the Finnhub /stock/candle client the historical backfill (spark_jobs/backfill.py) runs on the driver.
+
+Events are built leniently on purpose: a value that is missing is left out and a value that is not a number is
+kept as it came, so the contract (validated by Spark with the stream's own transforms) names what is wrong with
+it (`close:required`, `close:type`, `close:exclusiveMinimum`, ...) and the bar is quarantined, never dropped here.
+
+Finnhub's /stock/candle (premium on most plans: 403 otherwise), as it answers for resolution=D:
+`{"c":[...],"h":[...],"l":[...],"o":[...],"s":"ok","t":[epoch seconds, the trading date 00:00 UTC],"v":[...]}`,
+or `{"s":"no_data"}` when the range holds no bar. The client reuses the quote poller's parts: the token bucket
+at finnhub.quote_calls_per_minute, Retry-After (else exponential backoff) on 429, the key only in the
+X-Finnhub-Token header (never in a URL, never across a redirect), and no redirects.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import math
+import random
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from email.message import Message
+from typing import Any, Callable, Mapping
+
+from conf.settings import Settings
+
+from .backoff import Backoff
+from .errors import AccessDenied, ApiKeyRejected, FinnhubError
+from .events import SCHEMA_VERSION, decode
+from .finnhub_rest import TOKEN_HEADER, USER_AGENT, TokenBucket, default_opener, retry_after_seconds
+from .secrets import API_KEY_ENV, redact
+
+__all__ = ["BAR_SCHEMA_NAME", "CandleClient", "CandleFetchFailed", "CandleFormatError", "FILE_COLUMNS", "FILE",
+           "FINNHUB", "bar_event_id", "candle_events", "day_start_ms", "file_row_event", "make_bar_event",
+           "parse_trading_date"]
+
+log = logging.getLogger("producer.bars")
+
+BAR_SCHEMA_NAME = "bar.v1"
+FINNHUB, FILE = "finnhub", "file"  # the bar.v1 `source` values (the id hashes them)
+VALUE_FIELDS = ("open", "high", "low", "close", "volume")
+# Columns of a backfill file, in this order in the shipped sample; date is the trading date, YYYY-MM-DD.
+FILE_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume")
+# Finnhub candle arrays -> bar.v1 fields.
+CANDLE_FIELDS = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"}
+CANDLE_PATH = "/stock/candle"
+DAILY = "D"
+DAY_MS = 86_400_000
+MAX_ATTEMPTS = 8                       # tries per symbol through 429s, 5xx and network errors, then give up
+MAX_BODY_BYTES = 16 * 1024 * 1024      # ~60 bytes a bar: decades of daily bars fit with room to spare
+ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# A plain decimal number as text; Python's float() would also take "1_000", "nan" and "inf".
+NUMBER_TEXT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+
+
+class CandleFormatError(FinnhubError):
+    """A 200 answer from /stock/candle that is not Finnhub's candle format."""
+
+
+class CandleFetchFailed(FinnhubError):
+    """/stock/candle kept failing (429, 5xx, network) for MAX_ATTEMPTS tries, or answered a status no retry
+    fixes."""
+
+
+# -- events -----------------------------------------------------------------------------------------------
+
+def bar_event_id(source: str, symbol: str, trading_date: str) -> str:
+    """sha256 hex of the bar's identity, hashed like trade and quote ids (fields joined by "|"). The values are
+    not part of it: a corrected bar keeps its id, so a re-load replaces it instead of adding a second one."""
+    return hashlib.sha256("|".join([source, symbol, trading_date]).encode("utf-8")).hexdigest()
+
+
+def day_start_ms(day: date) -> int:
+    """The date at 00:00 UTC, in epoch milliseconds."""
+    return (day - date(1970, 1, 1)).days * DAY_MS
+
+
+def parse_trading_date(value: Any) -> date | None:
+    """A YYYY-MM-DD text (or a date) as a date; None when it is not one."""
+    if isinstance(value, datetime):
+        return None  # a timestamp is not a trading date; callers render timestamp columns as text first
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and ISO_DATE.match(value.strip()):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:  # e.g. 2026-02-30
+            return None
+    return None
+
+
+def _value(value: Any) -> Any:
+    """A file or candle value for the event: numbers as floats, numeric text parsed, None (left out) for an
+    empty cell, anything else as it came so the contract names it (`<field>:type`)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float, Decimal)):
+        number = float(value)
+        return number if math.isfinite(number) else str(value)  # NaN/Infinity are not JSON
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if NUMBER_TEXT.match(text):
+            number = float(text)
+            return number if math.isfinite(number) else text
+        return text
+    return str(value)
+
+
+def make_bar_event(source: str, symbol: Any, trading_date: Any, bar_ts: Any,
+                   values: Mapping[str, Any]) -> dict[str, Any]:
+    """A bar.v1 event in the schema's property order; fields whose value is None are left out."""
+    event = {
+        "event_id": bar_event_id(source, str(symbol), str(trading_date)),
+        "schema_version": SCHEMA_VERSION,
+        "source": source,
+        "symbol": symbol,
+        "trading_date": trading_date,
+        "bar_ts": bar_ts,
+        **{field: _value(values.get(field)) for field in VALUE_FIELDS},
+    }
+    return {name: value for name, value in event.items() if value is not None}
+
+
+def file_row_event(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The bar event of one file row (columns FILE_COLUMNS). A date that is not YYYY-MM-DD is kept as text and
+    the bar gets no bar_ts: the contract quarantines it (`trading_date:pattern` or `bar_ts:required`)."""
+    day = parse_trading_date(row.get("date"))
+    raw_date = row.get("date")
+    trading_date = day.isoformat() if day else (None if raw_date is None else str(raw_date).strip())
+    symbol = row.get("symbol")
+    symbol = symbol.strip() if isinstance(symbol, str) else symbol
+    return make_bar_event(FILE, symbol, trading_date, day_start_ms(day) if day else None, row)
+
+
+def _is_whole(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float)
+                                                                        and value.is_integer())
+
+
+def candle_events(symbol: str, body: Any) -> list[dict[str, Any]]:
+    """The bar events of a decoded /stock/candle body, in Finnhub's order: [] for `{"s":"no_data"}`.
+
+    CandleFormatError when the body is not the candle format (no status, arrays missing or of different
+    lengths, a time that is not whole epoch seconds): nothing of such an answer can be trusted to be a bar.
+    """
+    if not isinstance(body, dict):
+        raise CandleFormatError(f"{CANDLE_PATH} {symbol}: the answer is not a JSON object")
+    status = body.get("s")
+    if status == "no_data":
+        return []
+    if status != "ok":
+        raise CandleFormatError(f"{CANDLE_PATH} {symbol}: unexpected status s={status!r}")
+    arrays = {key: body.get(key) for key in ("t", *CANDLE_FIELDS)}
+    bad = [key for key, value in arrays.items() if not isinstance(value, list)]
+    if bad:
+        raise CandleFormatError(f"{CANDLE_PATH} {symbol}: missing or non-array field(s) {', '.join(bad)}")
+    lengths = {key: len(value) for key, value in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise CandleFormatError(f"{CANDLE_PATH} {symbol}: arrays of different lengths {lengths}")
+    events = []
+    for index, seconds in enumerate(arrays["t"]):
+        if not _is_whole(seconds):
+            raise CandleFormatError(f"{CANDLE_PATH} {symbol}: t[{index}]={seconds!r} is not epoch seconds")
+        day = datetime.fromtimestamp(int(seconds), tz=timezone.utc).date()
+        values = {field: arrays[key][index] for key, field in CANDLE_FIELDS.items()}
+        events.append(make_bar_event(FINNHUB, symbol, day.isoformat(), int(seconds) * 1000, values))
+    return events
+
+
+# -- Finnhub /stock/candle --------------------------------------------------------------------------------
+
+class CandleClient:
+    """GET {rest_url}/stock/candle, one symbol at a time, within Finnhub's rate limit.
+
+    `candles()` returns the decoded body of a 200; it rides out 429 (Retry-After, else backoff), 5xx, network
+    errors, timeouts and undecodable bodies for up to MAX_ATTEMPTS tries (CandleFetchFailed after that);
+    raises ApiKeyRejected (401), AccessDenied (403: the key's plan has no candles) and CandleFetchFailed (any
+    other 3xx/4xx, which no retry fixes) at once.
+    """
+
+    def __init__(self, settings: Settings, api_key: str, *, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 opener: urllib.request.OpenerDirector | None = None, rand: Callable[[], float] = random.random,
+                 max_attempts: int = MAX_ATTEMPTS):
+        if not api_key:
+            raise ValueError(f"an API key is required (set {API_KEY_ENV})")
+        finnhub = settings.finnhub
+        self.rest_url = finnhub.rest_url.rstrip("/")
+        self.timeout = float(finnhub.http_timeout_seconds)
+        self.max_attempts = max_attempts
+        self._api_key = api_key
+        self._opener = opener if opener is not None else default_opener()
+        self._wall_clock, self._sleep = wall_clock, sleep
+        # Capacity 1 as for quotes: calls stay evenly spaced, so no 60 s window holds more than the rate + 1.
+        self.bucket = TokenBucket(finnhub.quote_calls_per_minute, 1.0, clock)
+        self.rate_backoff = Backoff(float(finnhub.rate_limited_initial_seconds),
+                                    float(finnhub.reconnect_max_seconds), rand)
+        self.error_backoff = Backoff(float(finnhub.reconnect_initial_seconds),
+                                     float(finnhub.reconnect_max_seconds), rand)
+        self.calls = 0          # HTTP requests sent
+        self.rate_limited = 0   # of which answered 429
+        self.errors = 0         # of which failed otherwise (5xx, network, timeout, undecodable body)
+        self.waits: list[float] = []  # each wait after a 429 or a failure, in order
+
+    def url(self, symbol: str, start: date, end: date) -> str:
+        """The request URL for the trading days start..end (inclusive); it never holds the key."""
+        query = {"symbol": symbol, "resolution": DAILY, "from": day_start_ms(start) // 1000,
+                 "to": (day_start_ms(end) + DAY_MS) // 1000 - 1}
+        return f"{self.rest_url}{CANDLE_PATH}?{urllib.parse.urlencode(query)}"
+
+    def candles(self, symbol: str, start: date, end: date) -> Any:
+        """The decoded 200 body of /stock/candle for symbol over start..end."""
+        self.rate_backoff.reset()
+        self.error_backoff.reset()
+        for attempt in range(1, self.max_attempts + 1):
+            self._wait(self.bucket.wait_time())
+            self.bucket.take()
+            self.calls += 1
+            try:
+                status, headers, body = self._get(self.url(symbol, start, end))
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+                status, headers, body = None, None, b""
+                failure = self._redact(f"{type(exc).__name__}: {exc}")
+            else:
+                failure = f"HTTP {status}"
+            if status == 200:
+                decoded = decode(body) if len(body) <= MAX_BODY_BYTES else None
+                if decoded is not None:
+                    return decoded
+                failure = "HTTP 200 with a body that is not JSON (or too large)"
+            elif status == 401:
+                raise ApiKeyRejected(f"Finnhub rejected the API key (HTTP 401): check {API_KEY_ENV}")
+            elif status == 403:
+                raise AccessDenied(f"Finnhub denied access to {CANDLE_PATH} (HTTP 403): the API key's plan does "
+                                   f"not include candles")
+            elif status is not None and status < 500 and status != 429:
+                # Another 3xx/4xx (redirect refused, 404 for a wrong rest_url, ...): retrying cannot fix it.
+                hint = " (redirects are not followed: check finnhub.rest_url)" if 300 <= status < 400 else ""
+                raise CandleFetchFailed(f"Finnhub {CANDLE_PATH} {symbol}: HTTP {status}{hint}")
+            if status == 429:
+                self.rate_limited += 1
+            else:
+                self.errors += 1
+            if attempt == self.max_attempts:
+                break
+            if status == 429:
+                retry_after = retry_after_seconds(headers.get("Retry-After"), self._wall_clock())
+                delay, why = ((retry_after, "Retry-After") if retry_after is not None
+                              else (self.rate_backoff.next_delay(), "backoff"))
+                log.warning("finnhub rate limit (HTTP 429) on %s %s: waiting %.1f s (%s)", CANDLE_PATH, symbol,
+                            delay, why)
+            else:
+                delay = self.error_backoff.next_delay()
+                log.warning("finnhub %s %s failed: %s; retrying in %.1f s", CANDLE_PATH, symbol, failure, delay)
+            self.waits.append(delay)
+            self._wait(delay)
+        raise CandleFetchFailed(f"Finnhub {CANDLE_PATH} {symbol} failed {self.max_attempts} times, the last: "
+                                f"{failure}")
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self._sleep(seconds)
+
+    def _get(self, url: str) -> tuple[int, Message, bytes]:
+        """(status, headers, body); non-2xx statuses are returned, not raised."""
+        request = urllib.request.Request(url, method="GET",
+                                         headers={"Accept": "application/json", "User-Agent": USER_AGENT})
+        request.add_unredirected_header(TOKEN_HEADER, self._api_key)
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                return response.status, response.headers, response.read(MAX_BODY_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            try:
+                body = exc.read(MAX_BODY_BYTES + 1)
+            except (OSError, http.client.HTTPException):
+                body = b""
+            finally:
+                exc.close()
+            return exc.code, exc.headers, body
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._api_key)

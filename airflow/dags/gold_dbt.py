@@ -1,0 +1,44 @@
+"""Gold: dbt build on the configured warehouse, after fresh Silver (asset events) or every 30 minutes."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from stocklake_airflow.assets import GOLD, SILVER_BARS, SILVER_TRADES, WAREHOUSE_SILVER
+from stocklake_airflow.jobs import DEFAULT_ARGS, job_command, setting
+
+
+@dag(
+    dag_id="gold_dbt",
+    # Data-aware: reconcile, compaction, a backfill or a Snowflake refresh changing Silver trigger a build; the cron
+    # keeps Gold within half an hour of the stream, which writes Silver continuously without telling Airflow.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("7,37 * * * *", timezone="UTC"),
+        assets=(SILVER_TRADES | SILVER_BARS | WAREHOUSE_SILVER),
+    ),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    dagrun_timeout=timedelta(minutes=50),
+    tags=["gold", "dbt", "warehouse"],
+    doc_md="""
+### Gold (dbt)
+`dbt build` of the dbt project (models, seeds, data tests, unit tests) on the target named by `warehouse.target`:
+`local` builds DuckDB (`DBT_DUCKDB_PATH`, default `.lake/warehouse/gold.duckdb`) reading Silver from the lake;
+`snowflake` builds the Gold schema in Snowflake from the external tables. Incremental models merge a look-back
+window, so late rows put into Silver by reconcile reach Gold on the next run.
+""",
+)
+def gold_dbt():
+    job_command(
+        "dbt_build",
+        "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; mkdir -p .lake/warehouse; "
+        f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting('warehouse.target')}",
+        timeout=timedelta(minutes=40), outlets=[GOLD])
+
+
+gold_dbt()

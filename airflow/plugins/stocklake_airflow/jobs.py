@@ -1,0 +1,86 @@
+"""How the DAGs call the pipeline's jobs: every task is a command of the job environment (.venv), never code of its
+own. Spark jobs go through SparkSubmitOperator with the job environment's spark-submit and jars; plain Python jobs
+and dbt run as bash commands in the checkout. Airflow lives in its own environment (.venv-airflow), so nothing here
+imports the pipeline.
+
+Where the checkout and the job environment are comes from the environment Airflow runs in (scripts/airflow_env.py
+sets STOCKLAKE_REPO and STOCKLAKE_JOB_PYTHON); secrets never appear here: S3 credentials and the Finnhub key are in
+the environment the tasks inherit, Slack and Spark settings in Airflow connections.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
+
+from stocklake_airflow.alerts import slack_failure_alert
+
+REPO = Path(os.environ.get("STOCKLAKE_REPO") or Path(__file__).resolve().parents[3])
+JOB_PYTHON = os.environ.get("STOCKLAKE_JOB_PYTHON") or str(REPO / ".venv" / "bin" / "python")
+JOB_BIN = Path(JOB_PYTHON).parent
+# The Airflow connection naming the Spark master (local[2] locally; spark://, k8s://, yarn in production).
+SPARK_CONN_ID = "spark_default"
+
+OWNER = "data-platform"
+DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": True,
+    # Tasks that set no timeout of their own (the small decision tasks) still cannot hang a run.
+    "execution_timeout": timedelta(minutes=10),
+    "on_failure_callback": slack_failure_alert,
+}
+
+
+def setting(name: str) -> str:
+    """Shell fragment printing one pipeline setting (conf/pipeline.yaml plus overrides), read when the task runs."""
+    return f"$({shlex.quote(JOB_PYTHON)} -m conf.settings {shlex.quote(name)})"
+
+
+def spark_job(task_id: str, script: str, args: list[str] | None = None, *, timeout: timedelta,
+              **kwargs) -> SparkSubmitOperator:
+    """spark-submit spark_jobs/<script> with the job environment's Spark, on the spark_default connection's master."""
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id=SPARK_CONN_ID,
+        application=str(REPO / "spark_jobs" / script),
+        application_args=[] if args is None else args,
+        name=f"stocklake-{task_id}",
+        driver_memory="2g",
+        conf={"spark.ui.enabled": "false"},
+        execution_timeout=timeout,
+        **kwargs,
+    )
+
+
+def job_command(task_id: str, command: str, *, timeout: timedelta, **kwargs) -> BashOperator:
+    """A shell command run in the checkout with the job environment first on PATH (python, dbt)."""
+    return BashOperator(
+        task_id=task_id,
+        bash_command=f"set -euo pipefail; cd {shlex.quote(str(REPO))}; PATH={shlex.quote(str(JOB_BIN))}:$PATH; "
+                     + command,
+        execution_timeout=timeout,
+        **kwargs,
+    )
+
+
+def python_job(task_id: str, module: str, args: str = "", *, timeout: timedelta, **kwargs) -> BashOperator:
+    """python -m <module> <args> in the job environment."""
+    return job_command(task_id, f"{shlex.quote(JOB_PYTHON)} -m {module} {args}".rstrip(), timeout=timeout,
+                       **kwargs)
+
+
+def warehouse_target() -> str:
+    """warehouse.target from the pipeline's settings (local or snowflake), read through the job environment."""
+    import subprocess
+
+    result = subprocess.run([JOB_PYTHON, "-m", "conf.settings", "warehouse.target"], cwd=REPO, capture_output=True,
+                            text=True, check=False, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"cannot read warehouse.target: {result.stderr.strip()}")
+    return result.stdout.strip()

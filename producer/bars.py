@@ -33,7 +33,7 @@ from conf.settings import Settings
 from .backoff import Backoff
 from .errors import AccessDenied, ApiKeyRejected, FinnhubError
 from .events import SCHEMA_VERSION, decode
-from .finnhub_rest import TOKEN_HEADER, USER_AGENT, TokenBucket, default_opener, retry_after_seconds
+from .finnhub_rest import TokenBucket, default_opener, finnhub_get, retry_after_seconds
 from .secrets import API_KEY_ENV, redact
 
 __all__ = ["BAR_SCHEMA_NAME", "CandleClient", "CandleFetchFailed", "CandleFormatError", "FILE_COLUMNS", "FILE",
@@ -271,20 +271,7 @@ class CandleClient:
 
     def _get(self, url: str) -> tuple[int, Message, bytes]:
         """(status, headers, body); non-2xx statuses are returned, not raised."""
-        request = urllib.request.Request(url, method="GET",
-                                         headers={"Accept": "application/json", "User-Agent": USER_AGENT})
-        request.add_unredirected_header(TOKEN_HEADER, self._api_key)
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return response.status, response.headers, response.read(MAX_BODY_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            try:
-                body = exc.read(MAX_BODY_BYTES + 1)
-            except (OSError, http.client.HTTPException):
-                body = b""
-            finally:
-                exc.close()
-            return exc.code, exc.headers, body
+        return finnhub_get(self._opener, url, self._api_key, self.timeout, MAX_BODY_BYTES)
 
     def _redact(self, text: str) -> str:
         return redact(text, self._api_key)

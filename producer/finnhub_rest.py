@@ -215,6 +215,26 @@ class PollResult:
 
 # -- the poller -------------------------------------------------------------------------------------------
 
+def finnhub_get(opener: urllib.request.OpenerDirector, url: str, api_key: str, timeout: float,
+                max_bytes: int = MAX_BODY_BYTES) -> tuple[int, Message, bytes]:
+    """(status, headers, body) of a Finnhub REST GET, the key in the X-Finnhub-Token header (never in the URL);
+    non-2xx statuses are returned, not raised; the body is read up to max_bytes + 1 (callers refuse more)."""
+    request = urllib.request.Request(url, method="GET",
+                                     headers={"Accept": "application/json", "User-Agent": USER_AGENT})
+    # Unredirected: even a redirect some future opener follows would not carry the key along.
+    request.add_unredirected_header(TOKEN_HEADER, api_key)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read(max_bytes + 1)
+    except urllib.error.HTTPError as exc:
+        try:
+            body = exc.read(max_bytes + 1)
+        except (OSError, http.client.HTTPException):
+            body = b""
+        finally:
+            exc.close()
+        return exc.code, exc.headers, body
+
 class QuotePoller:
     """Polls Finnhub's /quote for each symbol and publishes quote events, until asked to stop."""
 
@@ -299,21 +319,7 @@ class QuotePoller:
 
     def _get(self, symbol: str) -> tuple[int, Message, bytes]:
         """(status, headers, body) of GET /quote; non-2xx statuses are returned, not raised."""
-        request = urllib.request.Request(self._quote_url(symbol), method="GET",
-                                         headers={"Accept": "application/json", "User-Agent": USER_AGENT})
-        # Unredirected: even a redirect some future opener follows would not carry the key along.
-        request.add_unredirected_header(TOKEN_HEADER, self._api_key)
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return response.status, response.headers, response.read(MAX_BODY_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            try:
-                body = exc.read(MAX_BODY_BYTES + 1)
-            except (OSError, http.client.HTTPException):
-                body = b""
-            finally:
-                exc.close()
-            return exc.code, exc.headers, body
+        return finnhub_get(self._opener, self._quote_url(symbol), self._api_key, self.timeout)
 
     def _handle_quote(self, symbol: str, body: bytes) -> PollResult:
         self.sink.received()

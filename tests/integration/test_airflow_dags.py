@@ -5,6 +5,7 @@ Airflow lives in its own environment (.venv-airflow); tests/integration/airflow_
 """
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -84,6 +85,21 @@ def dags_test(dag_id: str, env: dict[str, str]) -> str:
     assert result.returncode == 0, output[-6000:]
     assert re.search(rf"DagRun Finished: dag_id={dag_id},[^\n]* state=success,", output), output[-6000:]
     return output
+
+
+def task_states(dag_id: str, dags_test_output: str, env: dict[str, str]) -> dict[str, str]:
+    run_id = re.search(rf"DagRun Finished: dag_id={dag_id},[^\n]*? run_id=([^,]+),", dags_test_output).group(1)
+    result = airflow(["tasks", "states-for-dag-run", dag_id, run_id, "-o", "json"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    return {row["task_id"]: row["state"] for row in rows}
+
+
+def test_snowflake_refresh_is_skipped_cleanly_on_the_local_warehouse(airflow_home):  # noqa: F811
+    env = airflow_env(airflow_home)
+    output = dags_test("snowflake_refresh", env)
+    assert task_states("snowflake_refresh", output, env) == {"warehouse_is_snowflake": "success",
+                                                             "refresh_external_tables": "skipped"}
 
 
 # Stream, two `airflow dags test` runs (each a spark-submit or a dbt build): longer than the suite's default limit.

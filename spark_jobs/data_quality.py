@@ -37,7 +37,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -46,6 +46,9 @@ if __package__ in (None, ""):
 
 from conf.settings import ConfigError, Settings, load_schema, load_settings  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
+from spark_jobs.maintenance import is_closed  # noqa: E402
+from spark_jobs.maintenance import parse_utc as parse_now  # noqa: E402
+from spark_jobs.maintenance import storage_options as lake_storage_options  # noqa: E402
 from spark_jobs.transforms import ENTITIES, PARTITION_COLUMNS, Entity  # noqa: E402
 
 LOGGER_NAME = "stocklake.data_quality"
@@ -115,15 +118,6 @@ def parse_partition(text: str) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
-def parse_now(text: str) -> datetime:
-    """ISO 8601; no offset means UTC."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-01-05T15:20:00Z)") from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -137,8 +131,7 @@ def positive_int(text: str) -> int:
 def latest_closed_hours(partitions: Iterable[tuple[str, str]], now: datetime, grace_minutes: int,
                         count: int) -> list[tuple[str, str]]:
     """The `count` newest partitions whose hour is closed (now >= hour end + grace), oldest first."""
-    grace = timedelta(minutes=grace_minutes)
-    closed = {p for p in partitions if now >= hour_start(p) + timedelta(hours=1) + grace}
+    closed = {p for p in partitions if is_closed(p[0], p[1], now, grace_minutes)}
     return sorted(closed, key=hour_start)[-count:]
 
 
@@ -165,15 +158,8 @@ def storage_options(settings: Settings) -> dict[str, str]:
     if not access_key or not secret_key:
         raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set in the environment "
                           "(for the local stack: `source .lake/env.sh`)")
-    lake = settings.lake
-    options = {
-        "AWS_ENDPOINT_URL": lake.s3_endpoint,
-        "AWS_REGION": lake.s3_region,
-        "AWS_ALLOW_HTTP": str(lake.s3_endpoint.startswith("http://")).lower(),
-        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not lake.path_style_access).lower(),
-        "AWS_ACCESS_KEY_ID": access_key,
-        "AWS_SECRET_ACCESS_KEY": secret_key,
-    }
+    options = {**lake_storage_options(settings), "AWS_ACCESS_KEY_ID": access_key,
+               "AWS_SECRET_ACCESS_KEY": secret_key}
     if os.environ.get("AWS_SESSION_TOKEN"):
         options["AWS_SESSION_TOKEN"] = os.environ["AWS_SESSION_TOKEN"]
     return options

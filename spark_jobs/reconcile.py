@@ -42,6 +42,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
+from spark_jobs.maintenance import parse_utc as parse_now  # noqa: E402
 from spark_jobs.session import build_spark  # noqa: E402
 from spark_jobs.transforms import ENTITIES, Entity, missing_from_silver, parse_events, silver_rows  # noqa: E402
 
@@ -73,15 +74,6 @@ def parse_day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
-
-
-def parse_now(text: str) -> datetime:
-    """ISO 8601 -> aware UTC datetime; a time without an offset is UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2026-01-05T14:30:00Z)") from None
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def lookback_window(now: datetime, days: int) -> tuple[date, date]:

@@ -26,9 +26,11 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit
+
+from tests.standins.http_server import ThreadedHttpStandIn
 
 API_PREFIX = "/api/v1"
 TOKEN_HEADER = "X-Finnhub-Token"
@@ -133,7 +135,7 @@ class RecordedRequest:
     symbol: str | None = field(default=None)
 
 
-class FinnhubRestStandIn:
+class FinnhubRestStandIn(ThreadedHttpStandIn):
     """Local stand-in for Finnhub's REST API; `url` is the rest_url to configure (…/api/v1)."""
 
     def __init__(self, api_key: str, *, rate_limit_per_minute: int | None = None,
@@ -152,31 +154,11 @@ class FinnhubRestStandIn:
         self._calls: deque[float] = deque()  # arrival times of authenticated calls in the rolling window
         self._requests: list[RecordedRequest] = []
         self._release = threading.Event()    # ends stalls when the server stops
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ----------------------------------------------------------------------------------------
+    # -- lifecycle (ThreadedHttpStandIn) -----------------------------------------------------------------
 
-    def __enter__(self) -> FinnhubRestStandIn:
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="finnhub-rest-standin", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def before_shutdown(self) -> None:
         self._release.set()
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "use the stand-in as a context manager"
-        return self._server.server_address[1]
 
     @property
     def url(self) -> str:
@@ -321,3 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timed out) first
+
+
+FinnhubRestStandIn.handler_class = _Handler
+FinnhubRestStandIn.thread_name = "finnhub-rest-standin"

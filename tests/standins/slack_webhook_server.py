@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.standins.http_server import ThreadedHttpStandIn
 
 SERVICES_PREFIX = "/services/"
 MASKED = "<token>"
@@ -39,7 +41,7 @@ class RecordedRequest:
     status: int               # what was answered
 
 
-class SlackWebhookStandIn:
+class SlackWebhookStandIn(ThreadedHttpStandIn):
     """Local stand-in for one Slack incoming webhook; `base_url` is the connection's host, `token` its password."""
 
     def __init__(self, token: str = "T0STANDIN/B0STANDIN/standin0webhook0secret"):
@@ -47,30 +49,6 @@ class SlackWebhookStandIn:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._failure: tuple[int, str] | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ----------------------------------------------------------------------------------------
-
-    def __enter__(self) -> SlackWebhookStandIn:
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="slack-webhook-standin", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "use the stand-in as a context manager"
-        return self._server.server_address[1]
 
     @property
     def base_url(self) -> str:
@@ -162,3 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up first
+
+
+SlackWebhookStandIn.handler_class = _Handler
+SlackWebhookStandIn.thread_name = "slack-webhook-standin"

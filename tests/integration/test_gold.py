@@ -4,28 +4,16 @@ Silver rows: exact OHLC, volume and trade count, VWAP to 1e-9."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import duckdb
 import pandas as pd
 import pytest
 
-from tests.integration.stack import REPO, producer_args, run_producer, run_stream_available_now
+from tests.integration.conftest import dbt
 
 pytestmark = pytest.mark.integration
 
 EXCHANGE_TZ = "America/New_York"
-DBT = str(REPO / ".venv" / "bin" / "dbt")
-# Two trading days (Thursday and Friday) so the daily candles, the previous close and the KPI change exist.
-DAYS = ("2026-11-19T15:00:00", "2026-11-20T15:00:00")
-
-
-def dbt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([DBT, *args, "--project-dir", str(REPO / "dbt_project"), "--profiles-dir",
-                             str(REPO / "dbt_project"), "--target-path", env["DBT_TARGET_PATH"]], env=env,
-                            cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
-    return result
 
 
 def expected_candles(silver: pd.DataFrame, grain: str) -> pd.DataFrame:
@@ -49,23 +37,15 @@ def expected_candles(silver: pd.DataFrame, grain: str) -> pd.DataFrame:
     return candles.drop(columns="notional")
 
 
-def test_gold_candles_equal_an_independent_pandas_computation(spark, isolated, tmp_path):
-    settings, env = isolated
-    for seed, day in enumerate(DAYS, start=21):
-        run_producer(env, producer_args(3000, seed=seed, start_time=day, out_of_order_ratio=0.05,
-                                        duplicate_ratio=0.02), tmp_path)
-    run_stream_available_now(env, tmp_path / "stream.log")
-
-    warehouse = tmp_path / "gold.duckdb"
-    dbt_env = {**env, "DBT_DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-               "DBT_TARGET_PATH": str(tmp_path / "dbt-target")}
-    build = dbt(dbt_env, "build", "--target", "local")
-    assert "ERROR=0" in build.stdout and "WARN=0" in build.stdout, build.stdout[-3000:]
+def test_gold_candles_equal_an_independent_pandas_computation(spark, gold_warehouse):
+    settings, dbt_env, warehouse = gold_warehouse.settings, gold_warehouse.env, gold_warehouse.path
+    build = gold_warehouse.build_stdout
+    assert "ERROR=0" in build and "WARN=0" in build, build[-3000:]
     # Silver was just written: fresh. And the docs site builds, with the Gold models in its catalog.
     freshness = dbt(dbt_env, "source", "freshness", "--target", "local")
     assert "PASS freshness of lake.trades" in freshness.stdout, freshness.stdout[-3000:]
     dbt(dbt_env, "docs", "generate", "--target", "local")
-    catalog = json.loads((tmp_path / "dbt-target" / "catalog.json").read_text())
+    catalog = json.loads((gold_warehouse.workdir / "dbt-target" / "catalog.json").read_text())
     assert {"model.stocklake.fct_candles_1m", "model.stocklake.fct_symbol_kpi"} <= set(catalog["nodes"])
 
     silver = (spark.read.format("delta").load(settings.lake_uri("silver/trades"))

@@ -152,16 +152,20 @@ def partition_predicate(stats: PartitionStats) -> str:
 # ------------------------------------------------------------------------------------------ conflicts and retry
 
 def is_concurrent_modification(exc: BaseException) -> bool:
-    """Whether a Spark/Delta error is one of Delta's optimistic-concurrency conflicts (worth one retry)."""
-    origin = getattr(exc, "_origin", None)  # the JVM exception behind a converted pyspark one
-    if origin is not None:
+    """Whether a Spark/Delta error is one of Delta's optimistic-concurrency conflicts (worth a retry): the JVM
+    exception or any of its causes, its SQLSTATE, or (when the JVM side is gone) a conflict class in its text."""
+    java_exc = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    if java_exc is not None:
         from py4j.java_gateway import is_instance_of
         from pyspark import SparkContext
 
-        # Every Delta conflict extends java.util.ConcurrentModificationException.
-        if SparkContext._gateway is not None and is_instance_of(SparkContext._gateway, origin,
-                                                                "java.util.ConcurrentModificationException"):
-            return True
+        gateway = SparkContext._gateway
+        depth = 0
+        # Every Delta conflict extends java.util.ConcurrentModificationException; MERGE wraps it in causes.
+        while java_exc is not None and gateway is not None and depth < 10:
+            if is_instance_of(gateway, java_exc, "java.util.ConcurrentModificationException"):
+                return True
+            java_exc, depth = java_exc.getCause(), depth + 1
     get_sql_state = getattr(exc, "getSqlState", None)
     if callable(get_sql_state):
         try:

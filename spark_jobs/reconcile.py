@@ -42,6 +42,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
+from spark_jobs.maintenance import is_concurrent_modification  # noqa: E402
 from spark_jobs.maintenance import parse_utc as parse_now  # noqa: E402
 from spark_jobs.session import build_spark  # noqa: E402
 from spark_jobs.transforms import ENTITIES, Entity, missing_from_silver, parse_events, silver_rows  # noqa: E402
@@ -51,8 +52,6 @@ log = logging.getLogger(LOGGER_NAME)
 
 # Waits before the 2nd, 3rd, ... MERGE attempt after a concurrent-modification conflict.
 MERGE_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
-# Every Delta commit conflict (ConcurrentAppend, ConcurrentDeleteRead, MetadataChanged, ...) extends this.
-CONCURRENT_MODIFICATION = "org.apache.spark.sql.delta.DeltaConcurrentModificationException"
 PARTITION_VALUE = {"date": re.compile(r"^\d{4}-\d{2}-\d{2}$"), "hour": re.compile(r"^\d{2}$")}
 
 T = TypeVar("T")
@@ -137,20 +136,6 @@ def merge_condition(partitions: list[tuple[str, str]]) -> str:
     pruning = " OR ".join(f"(t.date = '{day}' AND t.hour IN ({', '.join(repr(h) for h in hs)}))"
                           for day, hs in hours.items())
     return f"t.event_id = s.event_id AND t.date = s.date AND t.hour = s.hour AND ({pruning})"
-
-
-def is_concurrent_modification(exc: BaseException) -> bool:
-    """Whether a Spark call failed on a Delta commit conflict (the JVM exception or any of its causes)."""
-    from py4j.java_gateway import is_instance_of
-
-    java_exc = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
-    gateway = SparkContext._gateway
-    depth = 0
-    while java_exc is not None and gateway is not None and depth < 10:
-        if is_instance_of(gateway, java_exc, CONCURRENT_MODIFICATION):
-            return True
-        java_exc, depth = java_exc.getCause(), depth + 1
-    return False
 
 
 def error_line(exc: BaseException) -> str:

@@ -162,6 +162,19 @@ def test_delta_write_conflicts_are_recognised(spark, java_class):
     assert is_concurrent_modification(delta_conflict(spark, java_class))
 
 
+def test_a_conflict_is_recognised_through_the_cause_chain(spark):
+    """MERGE surfaces a conflict as a Py4JJavaError whose JVM exception may wrap the Delta one."""
+    from py4j.protocol import Py4JJavaError
+
+    jvm = spark.sparkContext._jvm
+    conflict = jvm.io.delta.exceptions.ConcurrentAppendException("Files were added to partition [date=...]")
+    wrapped = jvm.java.lang.RuntimeException("wrapped", conflict)
+    assert is_concurrent_modification(Py4JJavaError("An error occurred while calling o1.execute.\n", conflict))
+    assert is_concurrent_modification(Py4JJavaError("An error occurred while calling o1.execute.\n", wrapped))
+    assert not is_concurrent_modification(
+        Py4JJavaError("An error occurred while calling o1.execute.\n", jvm.java.lang.IllegalStateException("disk")))
+
+
 def test_other_errors_are_not_conflicts(spark):
     with pytest.raises(Exception) as missing_table:
         spark.sql("SELECT * FROM delta.`/nonexistent/stocklake-test-table`").collect()

@@ -11,8 +11,8 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 
 from conf.settings import load_schema
-from spark_jobs.reconcile import (JobError, behind_watermark, is_concurrent_modification, lookback_window,
-                                  merge_condition, parse_args, watermark_horizon_ms, with_retries)
+from spark_jobs.reconcile import (JobError, behind_watermark, lookback_window, merge_condition, parse_args,
+                                  watermark_horizon_ms, with_retries)
 from spark_jobs.transforms import ENTITIES, TRADES, bronze_rows, missing_from_silver, parse_events, silver_rows
 
 SCHEMA = load_schema("trade.v1")
@@ -146,16 +146,6 @@ def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
 def java_error(spark, java_exception) -> Py4JJavaError:
     """How a failed Spark call surfaces in Python: a Py4JJavaError around the JVM exception."""
     return Py4JJavaError("An error occurred while calling o1.execute.\n", java_exception)
-
-
-def test_delta_commit_conflicts_are_recognised_also_as_a_cause(spark):
-    jvm = spark.sparkContext._jvm
-    conflict = jvm.io.delta.exceptions.ConcurrentAppendException("Files were added to partition [date=...]")
-    assert is_concurrent_modification(java_error(spark, conflict))
-    assert is_concurrent_modification(java_error(spark, jvm.io.delta.exceptions.ConcurrentDeleteReadException("x")))
-    assert is_concurrent_modification(java_error(spark, jvm.java.lang.RuntimeException("wrapped", conflict)))
-    assert not is_concurrent_modification(java_error(spark, jvm.java.lang.IllegalStateException("disk full")))
-    assert not is_concurrent_modification(ValueError("not from the JVM"))
 
 
 def test_merge_is_retried_on_conflicts_with_backoff_and_gives_up_after_the_last(spark):

@@ -52,8 +52,10 @@
 
 
 {#- The body of an intraday candle model (fct_candles_1m, fct_candles_1h): candles of int_trades__bucketed per
-    symbol and UTC `datepart` bucket (`bucket_column`), rebuilt within the look-back when incremental. -#}
-{% macro utc_candles(bucket_column, datepart) %}
+    symbol and UTC `datepart` bucket (`bucket_column`), rebuilt within the look-back when incremental. candle_key
+    is the surrogate key of (symbol, candle_start) under `key_label`; date_key relates the candle to dim_date by its
+    trading date in the exchange time zone (a UTC bucket lies in exactly one, see int_trades__bucketed). -#}
+{% macro utc_candles(bucket_column, datepart, key_label) %}
 with
 
 trades as (
@@ -71,10 +73,12 @@ trades as (
 final as (
 
     select
+        {{ surrogate_key(key_label, ['symbol', key_text(bucket_column, 'timestamp')]) }} as candle_key,
         symbol,
         {{ bucket_column }} as candle_start,
         {{ dbt.dateadd(datepart, 1, bucket_column) }} as candle_end,
         trading_date,
+        {{ date_key('trading_date') }} as date_key,
         open,
         high,
         low,

@@ -7,11 +7,13 @@ dbt_project/target.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -36,6 +38,15 @@ SILVER_TRADES_SCHEMA = pa.schema([
 # Friday 2026-11-20 and Monday 2026-11-23, 40 minutes from 15:00 UTC (10:00 New York).
 SESSIONS = [datetime(2026, 11, 20, 15, 0, tzinfo=timezone.utc), datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)]
 MINUTES = 40
+# One after-hours AAPL trade at 22:30:05 on Thursday 19 November in New York, already Friday in UTC: its candles
+# belong to trading date 2026-11-19 (date_key 20261119).
+OVERNIGHT = datetime(2026, 11, 20, 3, 30, 5, tzinfo=timezone.utc)
+CANDLES_1M = 2 * 2 * MINUTES + 1
+
+GOLD_MARTS = {"fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_symbol_kpi", "fct_volatility",
+              "fct_moving_averages", "fct_top_movers", "fct_treemap", "dim_symbol", "dim_date"}
+FACTS = GOLD_MARTS - {"dim_symbol", "dim_date"}
+POWERBI_DOC = ROOT / "docs" / "powerbi.md"
 
 
 def _trade(event_id: str, symbol: str, price: float, volume: float, at: datetime, offset: int) -> dict:
@@ -50,8 +61,9 @@ def _trade(event_id: str, symbol: str, price: float, volume: float, at: datetime
 
 def _fixture_trades() -> list[dict]:
     """Two symbols, two sessions, two trades a minute; the second trade of a minute is written first (arrival
-    order differs from event order), and one minute has two trades with the same timestamp."""
-    rows, offset = [], 0
+    order differs from event order), and one minute has two trades with the same timestamp. Plus the OVERNIGHT
+    trade, whose trading date is the day before its UTC date."""
+    rows, offset = [_trade("AAPL-overnight", "AAPL", 95.0, 7.0, OVERNIGHT, 100_000)], 0
     for day, start in enumerate(SESSIONS):
         for symbol, base in (("AAPL", 100.0), ("MSFT", 400.0)):
             for minute in range(MINUTES):
@@ -89,32 +101,128 @@ def _dbt(*args: str, tmp: Path, target: str = "local", extra_env: dict | None = 
     return result
 
 
-def test_parse_local_target(tmp_path):
+def _surrogate_key(label: str, *parts: str) -> str:
+    """What macros/keys.sql computes: md5 of 'label|part|...', in lower-case hex."""
+    return hashlib.md5("|".join([label, *parts]).encode()).hexdigest()
+
+
+def _models(manifest: dict) -> dict[str, dict]:
+    return {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
+
+
+@pytest.fixture(scope="module")
+def local_manifest(tmp_path_factory) -> dict:
     # The bucket comes from configuration (STOCKLAKE_LAKE_BUCKET, as conf/pipeline.yaml's lake.bucket).
-    _dbt("parse", tmp=tmp_path, extra_env={"STOCKLAKE_LAKE_BUCKET": "other-bucket"})
-    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    tmp = tmp_path_factory.mktemp("parse-local")
+    _dbt("parse", tmp=tmp, extra_env={"STOCKLAKE_LAKE_BUCKET": "other-bucket"})
+    return json.loads((tmp / "target" / "manifest.json").read_text())
+
+
+def test_parse_local_target(local_manifest):
+    manifest = local_manifest
     assert manifest["metadata"]["adapter_type"] == "duckdb"
     gold = {n["name"] for n in manifest["nodes"].values()
             if n["resource_type"] == "model" and n["path"].startswith("marts/")}
-    assert gold == {"fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_symbol_kpi", "fct_volatility",
-                    "fct_moving_averages", "fct_top_movers", "fct_treemap", "dim_symbol", "dim_date"}
+    assert gold == GOLD_MARTS
     for node in manifest["nodes"].values():
         if node["resource_type"] == "model" and node["path"].startswith("marts/"):
             assert node["config"]["contract"]["enforced"], node["name"]
+            assert node["config"]["materialized"] in ("table", "incremental"), node["name"]  # never a view
             assert node["description"] and all(c["description"] and c["data_type"] for c in node["columns"].values())
+            # DuckDB has no grants: none are managed on the local target.
+            assert node["config"]["grants"] == {}, node["name"]
     source = manifest["sources"]["source.stocklake.lake.trades"]
     assert source["config"]["meta"]["delta_table_path"] == "s3://other-bucket/silver/trades"
 
 
+def test_star_schema_keys_are_declared_and_tested(local_manifest):
+    models = _models(local_manifest)
+    surrogate = {"fct_candles_1m": "candle_key", "fct_candles_1h": "candle_key", "fct_candles_1d": "candle_key",
+                 "fct_volatility": "volatility_key", "fct_moving_averages": "moving_average_key"}
+    for name, key in surrogate.items():
+        assert list(models[name]["columns"])[0] == key and models[name]["columns"][key]["data_type"] == "varchar"
+    for name in FACTS:
+        assert models[name]["columns"]["date_key"]["data_type"] == "integer", name
+    assert list(models["dim_date"]["columns"])[0] == "date_key"
+    assert models["dim_date"]["columns"]["date_key"]["data_type"] == "integer"
+
+    tests = {}
+    for node in local_manifest["nodes"].values():
+        if node["resource_type"] == "test" and node.get("test_metadata"):
+            model = node["attached_node"].removeprefix("model.stocklake.")
+            tests.setdefault(node["test_metadata"]["name"], set()).add(
+                (model, node["column_name"], node["test_metadata"]["kwargs"].get("to")))
+    # Every fact relates to both dimensions; the candles also keep their trading_date -> date_day test.
+    assert tests["relationships"] == (
+        {(fact, "date_key", "ref('dim_date')") for fact in FACTS}
+        | {(fact, "symbol", "ref('dim_symbol')") for fact in FACTS}
+        | {(f"fct_candles_{grain}", "trading_date", "ref('dim_date')") for grain in ("1m", "1h", "1d")})
+    for name, key in [*surrogate.items(), ("dim_date", "date_key"), ("dim_symbol", "symbol")]:
+        assert {(name, key, None)} <= tests["unique"] & tests["not_null"], name
+
+
+def test_exposures_list_the_dashboard_and_the_powerbi_report(local_manifest):
+    exposures = local_manifest["exposures"]
+    assert set(exposures) == {"exposure.stocklake.market_dashboard", "exposure.stocklake.powerbi_market_report"}
+    dashboard = exposures["exposure.stocklake.market_dashboard"]
+    assert (dashboard["type"], dashboard["url"], dashboard["owner"]["name"]) == (
+        "dashboard", "http://127.0.0.1:8501", "data platform")
+    assert sorted(dashboard["depends_on"]["nodes"]) == sorted(f"model.stocklake.{name}" for name in (
+        "fct_symbol_kpi", "fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_moving_averages",
+        "fct_volatility", "fct_top_movers", "fct_treemap", "dim_symbol"))
+    report = exposures["exposure.stocklake.powerbi_market_report"]
+    assert (report["type"], report["owner"]["name"]) == ("dashboard", "data platform")
+    assert sorted(report["depends_on"]["nodes"]) == sorted(f"model.stocklake.{name}" for name in (
+        "fct_symbol_kpi", "fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_treemap", "dim_symbol",
+        "dim_date"))
+
+
+def test_powerbi_doc_names_only_what_the_models_have(local_manifest):
+    """Every table[column] that docs/powerbi.md uses (DAX, relationships, visuals) is a column of that mart, and
+    the tables it uses are exactly the Power BI exposure's depends_on."""
+    models = _models(local_manifest)
+    text = POWERBI_DOC.read_text()
+    references = set(re.findall(r"\b((?:fct|dim)_\w+)\[(\w+)\]", text))
+    assert len(references) >= 30  # the pattern does find the DAX and the relationships
+    missing = sorted((table, column) for table, column in references
+                     if table not in models or column not in models[table]["columns"])
+    assert missing == []
+    report = local_manifest["exposures"]["exposure.stocklake.powerbi_market_report"]
+    assert {table for table, _ in references} == {
+        node.removeprefix("model.stocklake.") for node in report["depends_on"]["nodes"]}
+    # The tables to load, as the Snowflake navigator shows them, are the same set.
+    loaded = re.search(r"tick these seven tables: (.*?)\. Choose", text, flags=re.S).group(1)
+    assert {name.lower() for name in re.findall(r"`(\w+)`", loaded)} == {table for table, _ in references}
+    # The upgrade step for incremental models (on_schema_change='fail') is spelled out.
+    assert "--full-refresh" in text and "on_schema_change='fail'" in text
+
+
+SNOWFLAKE_ENV = {"SNOWFLAKE_ACCOUNT": "example-account", "SNOWFLAKE_USER": "nobody",
+                 "SNOWFLAKE_PASSWORD": "not-used", "SNOWFLAKE_DATABASE": "LAKE_DB",
+                 "SNOWFLAKE_SILVER_SCHEMA": "SILVER_EXT"}
+
+
 def test_parse_snowflake_target_needs_no_connection(tmp_path):
-    env = {"SNOWFLAKE_ACCOUNT": "example-account", "SNOWFLAKE_USER": "nobody", "SNOWFLAKE_PASSWORD": "not-used",
-           "SNOWFLAKE_DATABASE": "LAKE_DB", "SNOWFLAKE_SILVER_SCHEMA": "SILVER_EXT"}
-    _dbt("parse", tmp=tmp_path, target="snowflake", extra_env=env)
+    _dbt("parse", tmp=tmp_path, target="snowflake", extra_env={**SNOWFLAKE_ENV, "SNOWFLAKE_BI_ROLE": "stocklake_bi"})
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     assert manifest["metadata"]["adapter_type"] == "snowflake"
     source = manifest["sources"]["source.stocklake.lake.trades"]
     assert (source["database"], source["schema"]) == ("LAKE_DB", "SILVER_EXT")
     assert "not-used" not in (tmp_path / "target" / "manifest.json").read_text()
+    # The BI role gets SELECT on the Gold marts and on nothing else (staging and intermediate views, seeds).
+    grants = {n["name"]: n["config"]["grants"] for n in manifest["nodes"].values()
+              if n["resource_type"] in ("model", "seed")}
+    assert {name for name, grant in grants.items() if grant} == GOLD_MARTS
+    assert {str(grants[name]) for name in GOLD_MARTS} == {"{'select': ['STOCKLAKE_BI']}"}
+
+
+def test_a_bi_role_that_is_not_an_identifier_stops_the_run(tmp_path):
+    # The on-run-start check, compiled alone (no Snowflake needed): one line naming the setting.
+    env = {**SNOWFLAKE_ENV, "SNOWFLAKE_BI_ROLE": "bi; drop table x"}
+    result = _dbt("compile", "--no-populate-cache", "--inline", "{{ check_bi_role() }}", tmp=tmp_path,
+                  target="snowflake", extra_env=env, check=False)
+    assert result.returncode != 0
+    assert "SNOWFLAKE_BI_ROLE: 'bi; drop table x' is not an unquoted Snowflake identifier" in result.stdout
 
 
 def test_build_on_a_local_silver_then_merge_a_late_trade(tmp_path):
@@ -125,13 +233,19 @@ def test_build_on_a_local_silver_then_merge_a_late_trade(tmp_path):
     # Seeds, models, contracts, data tests and unit tests, on the fixture.
     build = _dbt("build", "--vars", vars_arg, tmp=tmp_path)
     assert "ERROR=0" in build.stdout and "SKIP=0" in build.stdout
+    # The relationships tests (every fact key in its dimension) were part of that build, and passed.
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    relationships = [r for r in results if r["unique_id"].startswith("test.stocklake.relationships_")]
+    assert len(relationships) == 3 + 2 * len(FACTS) and {r["status"] for r in relationships} == {"pass"}
     # The unit tests on their own, in a new process, as `dbt test --select test_type:unit` runs them.
     unit = _dbt("test", "--select", "test_type:unit", "--vars", vars_arg, tmp=tmp_path)
-    assert "6 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
+    assert "10 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
 
     con = duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True)
     try:
-        assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(2 * 2 * MINUTES,)]
+        _assert_star_schema_keys(con)
+        keys_before = _candle_keys(con)
+        assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(CANDLES_1M,)]
         # Minute 7 of Monday: two trades at the same ms; event_id orders them (-a opens, -b closes).
         open_, close, count = con.sql(
             "select open, close, trade_count from fct_candles_1m "
@@ -156,7 +270,9 @@ def test_build_on_a_local_silver_then_merge_a_late_trade(tmp_path):
     _dbt("run", "--select", "fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "--vars", vars_arg, tmp=tmp_path)
     con = duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True)
     try:
-        assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(2 * 2 * MINUTES,)]
+        assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(CANDLES_1M,)]
+        # Rebuilt candles (the whole look-back) keep their keys: a key depends on the natural key only.
+        assert _candle_keys(con) == keys_before
         minute = con.sql("select open, high, trade_count, volume from fct_candles_1m "
                          "where symbol = 'AAPL' and candle_start = timestamp '2026-11-23 15:10:00'").fetchall()
         assert minute == [(999.0, 999.0, 3, 45.0)]
@@ -165,3 +281,61 @@ def test_build_on_a_local_silver_then_merge_a_late_trade(tmp_path):
         assert day == [(999.0, 2 * MINUTES + 1)]
     finally:
         con.close()
+
+
+def _candle_keys(con) -> dict[tuple, str]:
+    keys = {}
+    for grain, bucket in (("1m", "candle_start"), ("1h", "candle_start"), ("1d", "trading_date")):
+        rows = con.execute(f"select candle_key, symbol, {bucket} from fct_candles_{grain}").fetchall()
+        keys.update({(grain, symbol, start): key for key, symbol, start in rows})
+    return keys
+
+
+def _assert_star_schema_keys(con) -> None:
+    """Exact key values on the built Gold: surrogate keys recomputed in Python for every row, date keys from the
+    trading date, and every fact key present in its dimension."""
+    # The overnight candle: 03:30 UTC on the 20th is trading date 2026-11-19 in New York.
+    assert con.execute(
+        "select candle_key, trading_date, date_key from fct_candles_1m "
+        "where symbol = 'AAPL' and candle_start = timestamp '2026-11-20 03:30:00'").fetchall() == [
+        ("26a145b9e4c366dd1cb62e8d124a67de", date(2026, 11, 19), 20261119)]
+    assert con.execute(
+        "select candle_key, date_key, trade_count from fct_candles_1h "
+        "where symbol = 'AAPL' and candle_start = timestamp '2026-11-20 03:00:00'").fetchall() == [
+        ("b93d070755416b7de3394cb4948e355f", 20261119, 1)]
+    assert con.execute(
+        "select candle_key, date_key, close from fct_candles_1d "
+        "where symbol = 'AAPL' and trading_date = date '2026-11-19'").fetchall() == [
+        ("f4516db51856289181cce2cbc4f919d9", 20261119, 95.0)]
+
+    timestamp = "%Y-%m-%d %H:%M:%S"
+    surrogate = {
+        "fct_candles_1m": ("candle_key", "candle_1m", "candle_start", None),
+        "fct_candles_1h": ("candle_key", "candle_1h", "candle_start", None),
+        "fct_candles_1d": ("candle_key", "candle_1d", "trading_date", None),
+        "fct_volatility": ("volatility_key", "volatility", "candle_start", "window_minutes"),
+        "fct_moving_averages": ("moving_average_key", "moving_average", "candle_start", "window_minutes"),
+    }
+    for table, (key, label, bucket, window) in surrogate.items():
+        rows = con.execute(f"select {key}, symbol, {bucket}, {window or 'null'} from {table}").fetchall()
+        assert rows and len({row[0] for row in rows}) == len(rows), table
+        text_format = timestamp if bucket == "candle_start" else "%Y-%m-%d"
+        expected = [_surrogate_key(label, symbol, start.strftime(text_format),
+                                   *([] if minutes is None else [str(minutes)]))
+                    for _, symbol, start, minutes in rows]
+        assert [row[0] for row in rows] == expected, table
+    for table in [*FACTS, "dim_date"]:
+        day = "date_day" if table == "dim_date" else "trading_date"
+        wrong = con.execute(f"select {day}, date_key from {table} "
+                            f"where date_key != cast(strftime({day}, '%Y%m%d') as integer)").fetchall()
+        total = con.execute(f"select count(*), count(distinct date_key) from {table}").fetchall()[0]
+        assert wrong == [] and total[0] > 0, table
+    assert con.execute("select count(*), count(distinct date_key), min(date_key), max(date_key) "
+                       "from dim_date").fetchall() == [(5843, 5843, 20200101, 20351230)]
+    for table in FACTS:
+        orphans = con.execute(
+            f"select count(*) from {table} as fact "
+            f"left join dim_date on fact.date_key = dim_date.date_key "
+            f"left join dim_symbol on fact.symbol = dim_symbol.symbol "
+            f"where dim_date.date_key is null or dim_symbol.symbol is null").fetchall()
+        assert orphans == [(0,)], table

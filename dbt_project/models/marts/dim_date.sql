@@ -31,6 +31,8 @@ days as (
 flagged as (
 
     select
+        -- Integer YYYYMMDD: the key facts relate to (their date_key, from the trading date).
+        {{ date_key('days.date_day') }} as date_key,
         days.date_day,
         cast(extract(year from days.date_day) as integer) as year_number,
         cast(extract(month from days.date_day) as integer) as month_number,

@@ -1,6 +1,7 @@
 -- Daily OHLCV candles per symbol and trading date in the exchange time zone (var exchange_timezone), not per
 -- UTC day: a New York session never straddles two rows. Incremental: each run rebuilds the trading dates within
--- var candles_lookback_days of the newest one built (delete+insert on symbol, trading_date).
+-- var candles_lookback_days of the newest one built (delete+insert on symbol, trading_date). candle_key is the
+-- surrogate key of (symbol, trading_date); date_key relates the candle to dim_date.
 {{
     config(
         materialized='incremental',
@@ -27,8 +28,10 @@ trades as (
 final as (
 
     select
+        {{ surrogate_key('candle_1d', ['symbol', key_text('trading_date', 'date')]) }} as candle_key,
         symbol,
         trading_date,
+        {{ date_key('trading_date') }} as date_key,
         open,
         high,
         low,

@@ -10,4 +10,4 @@
     )
 }}
 
-{{ utc_candles('hour_start_utc', 'hour') }}
+{{ utc_candles('hour_start_utc', 'hour', 'candle_1h') }}

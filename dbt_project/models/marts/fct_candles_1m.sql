@@ -10,4 +10,4 @@
     )
 }}
 
-{{ utc_candles('minute_start_utc', 'minute') }}
+{{ utc_candles('minute_start_utc', 'minute', 'candle_1m') }}

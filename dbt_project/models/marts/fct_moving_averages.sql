@@ -73,8 +73,11 @@ averaged as (
 final as (
 
     select
+        {{ surrogate_key('moving_average', ['symbol', key_text('candle_start', 'timestamp'), key_text('window_minutes')]) }}
+            as moving_average_key,
         symbol,
         trading_date,
+        {{ date_key('trading_date') }} as date_key,
         candle_start,
         window_minutes,
         close,

@@ -44,6 +44,7 @@ final as (
     select
         latest.symbol,
         latest.trading_date,
+        {{ date_key('latest.trading_date') }} as date_key,
         latest.close as last_price,
         previous_close.previous_close,
         latest.close - previous_close.previous_close as price_change,

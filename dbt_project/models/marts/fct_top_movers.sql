@@ -20,6 +20,7 @@ moves as (
     select
         symbol,
         trading_date,
+        date_key,
         last_price,
         case when pct_change is not null then 'previous_close' else 'open' end as change_basis,
         coalesce(pct_change, pct_change_from_open) as move_pct,
@@ -33,6 +34,7 @@ final as (
     select
         symbol,
         trading_date,
+        date_key,
         last_price,
         change_basis,
         move_pct,

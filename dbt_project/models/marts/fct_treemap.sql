@@ -22,6 +22,7 @@ final as (
         symbols.sector,
         symbols.industry,
         kpi.trading_date,
+        kpi.date_key,
         kpi.last_price,
         case when kpi.pct_change is not null then 'previous_close' else 'open' end as change_basis,
         coalesce(kpi.pct_change, kpi.pct_change_from_open) as move_pct,

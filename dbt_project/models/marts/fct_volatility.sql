@@ -36,8 +36,11 @@ windowed as (
 final as (
 
     select
+        {{ surrogate_key('volatility', ['symbol', key_text('candle_start', 'timestamp'), key_text('window_minutes')]) }}
+            as volatility_key,
         symbol,
         trading_date,
+        {{ date_key('trading_date') }} as date_key,
         candle_start,
         window_minutes,
         close,

@@ -29,7 +29,7 @@ export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 PYTEST_ARGS ?=
 
 .PHONY: help setup airflow-setup services-up services-down services-status services-reset demo gold airflow test \
-        test-unit lock clean
+        test-unit lock clean dashboard
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -100,6 +100,15 @@ gold: export DBT_DUCKDB_PATH ?= $(RUNTIME)/warehouse/gold.duckdb
 gold: services-up ## build Gold from Silver (dbt build on the local target, DuckDB in .lake/warehouse)
 	@mkdir -p "$$(dirname "$$DBT_DUCKDB_PATH")"
 	$(CURDIR)/.venv/bin/dbt build --project-dir $(CURDIR)/dbt_project --target local
+
+# The live dashboard (dashboard/app.py) over Gold: the DuckDB file `make demo` / `make gold` build (or Snowflake when
+# warehouse.target is snowflake). Gold is a file, so the services need not be up. Port: dashboard.port. Ctrl-C stops it.
+dashboard: export DBT_DUCKDB_PATH ?= $(RUNTIME)/warehouse/gold.duckdb
+dashboard: export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
+dashboard: setup ## serve the live dashboard on http://127.0.0.1:$STOCKLAKE_DASHBOARD_PORT (default 8501)
+	@port="$$($(PYTHON) -m conf.settings dashboard.port)" && echo "dashboard: http://127.0.0.1:$$port" && \
+	exec $(PYTHON) -m streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port "$$port" \
+	  --server.headless true --client.toolbarMode viewer
 
 # Airflow 3 standalone (scheduler, DAG processor, triggerer, API server + UI) with this checkout's DAGs, on the local
 # services; every Airflow variable, connection and the tasks' job environment come from scripts/airflow_env.py.

@@ -212,6 +212,15 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
                           f"than 7 days may still be read), got {merged['maintenance']['vacuum_retention_hours']}")
     if merged["warehouse"]["target"] not in ("local", "snowflake"):
         raise ConfigError(f"warehouse.target: must be local or snowflake, got {merged['warehouse']['target']!r}")
+    dashboard = merged["dashboard"]
+    if not 1 <= dashboard["port"] <= 65535:
+        raise ConfigError(f"dashboard.port: must be within 1..65535, got {dashboard['port']}")
+    for key in ("refresh_seconds", "freshness_red_after_seconds"):
+        if dashboard[key] < 1:
+            raise ConfigError(f"dashboard.{key}: must be at least 1 (second), got {dashboard[key]}")
+    # A Plotly candlestick of tens of thousands of candles makes every refresh slow in the browser.
+    if not 1 <= dashboard["candles_limit"] <= 10000:
+        raise ConfigError(f"dashboard.candles_limit: must be within 1..10000, got {dashboard['candles_limit']}")
     for symbol, spec in merged["simulator"]["symbols"].items():
         if not isinstance(spec, Mapping) or not {"price", "volatility", "weight"} <= set(spec):
             raise ConfigError(f"simulator.symbols.{symbol}: needs price, volatility and weight")

@@ -99,3 +99,29 @@ def test_settings_cli_prints_one_effective_setting_for_scripts_and_airflow_tasks
     bad = run_settings_cli({"STOCKLAKE_WAREHOUSE_TARGET": "x"}, "warehouse.target")
     assert bad.returncode == 2
     assert bad.stderr == "settings: configuration error: warehouse.target: must be local or snowflake, got 'x'\n"
+
+
+def test_dashboard_defaults_and_overrides():
+    assert dict(load_settings({}).dashboard) == {"port": 8501, "refresh_seconds": 10,
+                                                 "freshness_red_after_seconds": 900, "candles_limit": 390}
+    settings = load_settings({"STOCKLAKE_DASHBOARD_PORT": "8600", "STOCKLAKE_DASHBOARD_CANDLES_LIMIT": "60"})
+    assert (settings.dashboard.port, settings.dashboard.candles_limit) == (8600, 60)
+    # `make dashboard` reads the port through the settings CLI.
+    assert run_settings_cli({"STOCKLAKE_DASHBOARD_PORT": "8600"}, "dashboard.port").stdout == "8600\n"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"STOCKLAKE_DASHBOARD_PORT": "0"}, "dashboard.port: must be within 1..65535, got 0"),
+    ({"STOCKLAKE_DASHBOARD_PORT": "70000"}, "dashboard.port: must be within 1..65535, got 70000"),
+    ({"STOCKLAKE_DASHBOARD_PORT": "http"}, "dashboard.port: expected a whole number, got 'http'"),
+    ({"STOCKLAKE_DASHBOARD_REFRESH_SECONDS": "0"}, "dashboard.refresh_seconds: must be at least 1 (second), got 0"),
+    ({"STOCKLAKE_DASHBOARD_FRESHNESS_RED_AFTER_SECONDS": "-5"},
+     "dashboard.freshness_red_after_seconds: must be at least 1 (second), got -5"),
+    ({"STOCKLAKE_DASHBOARD_CANDLES_LIMIT": "0"}, "dashboard.candles_limit: must be within 1..10000, got 0"),
+    ({"STOCKLAKE_DASHBOARD_CANDLES_LIMIT": "50000"}, "dashboard.candles_limit: must be within 1..10000, got 50000"),
+])
+def test_bad_dashboard_settings_fail_with_one_line_naming_the_setting(env, message):
+    with pytest.raises(ConfigError) as error:
+        load_settings(env)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)

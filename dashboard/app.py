@@ -1,0 +1,162 @@
+"""stocklake live dashboard: Gold from the configured warehouse, re-read every dashboard.refresh_seconds.
+
+Run: `make dashboard`, or `streamlit run dashboard/app.py` with the repository on PYTHONPATH. Reading is
+dashboard/queries.py, drawing dashboard/views.py; this file only lays the page out and keeps the last good data
+for when Gold is being rebuilt.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any, Callable, Hashable
+
+import streamlit as st
+
+from conf.settings import Section, Settings, load_settings
+from dashboard import queries, views
+
+# Stable keys: tests and users find the page's parts by them (CSS class st-key-<key> in the browser).
+SYMBOL_KEY, INTERVAL_KEY = "symbol", "interval"
+LAST_GOOD = "last_good_reads"
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_snowflake() -> queries.Warehouse:
+    """One Snowflake connection for every session of this server (a DuckDB warehouse is just a path: not cached)."""
+    return queries.SnowflakeWarehouse(os.environ)
+
+
+def _warehouse(settings: Settings) -> queries.Warehouse:
+    if settings.warehouse.target == "snowflake":
+        return _shared_snowflake()
+    return queries.open_warehouse(settings)
+
+
+def _fresh_or_last_good(key: Hashable, load: Callable[[], Any]) -> tuple[Any, bool]:
+    """(data, stale): a fresh read, kept as this session's last good one; or, while dbt holds the warehouse, the
+    last good read under the same key (None if there is none yet)."""
+    last_good = st.session_state.setdefault(LAST_GOOD, {})
+    try:
+        last_good[key] = load()
+    except queries.WarehouseBusy:
+        return last_good.get(key), True
+    return last_good[key], False
+
+
+def _show_empty(reason: queries.WarehouseEmpty) -> None:
+    st.info(f"No Gold data yet: {queries.EMPTY_HINT}. The dashboard picks it up by itself.  \n_({reason})_",
+            icon=":material/hourglass_empty:")
+
+
+def _show_rebuilding(read_at: datetime | None) -> None:
+    if read_at is None:
+        st.info("Gold is being rebuilt; the dashboard shows it as soon as the build finishes.",
+                icon=":material/sync:")
+    else:
+        st.warning(f"Gold is being rebuilt, showing data from {read_at:%Y-%m-%d %H:%M:%S} UTC",
+                   icon=":material/sync:")
+
+
+def _kpi_cards(market: queries.Market, symbol: str) -> None:
+    row = market.kpis.set_index("symbol").loc[symbol]
+    with st.container(key="kpi-cards"):
+        last, change, pct, volume = st.columns(4)
+        last.metric("Last price", views.price(row["last_price"]), delta=views.kpi_delta(row), border=True)
+        change.metric("Change", views.change(row["price_change"]), border=True,
+                      help="vs the previous trading date's close (n/a until Gold has that close)")
+        pct.metric("% change", views.percent(row["pct_change"]), border=True)
+        volume.metric("Volume", views.volume(row["day_volume"]), border=True, help="shares traded today")
+        st.caption(f"{symbol} · trading date {row['trading_date']:%Y-%m-%d} · open {views.price(row['day_open'])}"
+                   f" · high {views.price(row['day_high'])} · low {views.price(row['day_low'])}"
+                   f" · VWAP {views.price(row['day_vwap'])} · previous close {views.price(row['previous_close'])}"
+                   f" · {int(row['day_trade_count']):,} trades · last trade "
+                   f"{row['last_trade_time_utc']:%H:%M:%S} UTC")
+
+
+def _overview(market: queries.Market, per_row: int = 8) -> None:
+    """Every symbol's last price and move, in rows of per_row cards."""
+    kpis = market.kpis
+    with st.container(key="kpi-overview"):
+        for start in range(0, len(kpis), per_row):
+            for column, (_, row) in zip(st.columns(per_row), kpis.iloc[start:start + per_row].iterrows()):
+                column.metric(row["symbol"], views.price(row["last_price"]), delta=views.kpi_delta(row))
+
+
+def _live(warehouse: queries.Warehouse, dashboard: Section) -> None:
+    try:
+        market, stale = _fresh_or_last_good("market", lambda: queries.load_market(warehouse))
+    except queries.WarehouseEmpty as reason:
+        _show_empty(reason)
+        return
+    if market is None:
+        _show_rebuilding(None)
+        return
+
+    label, colour = views.freshness(market.latest_row_time, datetime.now(timezone.utc),
+                                    dashboard.freshness_red_after_seconds)
+    with st.container(key="freshness"):
+        st.badge(label, color=colour, icon=":material/schedule:")
+    if stale:
+        _show_rebuilding(market.read_at)
+    _overview(market)
+
+    symbols = market.symbols["symbol"].tolist()
+    companies = dict(zip(market.symbols["symbol"], market.symbols["company"]))
+    pick_symbol, pick_interval = st.columns([3, 1])
+    symbol = pick_symbol.selectbox("Symbol", symbols, key=SYMBOL_KEY,
+                                   format_func=lambda s: f"{s} · {companies.get(s, s)}")
+    interval = pick_interval.selectbox("Interval", queries.INTERVALS, key=INTERVAL_KEY,
+                                       format_func=views.INTERVAL_LABELS.get)
+    _kpi_cards(market, symbol)
+
+    try:
+        detail, detail_stale = _fresh_or_last_good(
+            (symbol, interval), lambda: queries.load_symbol(warehouse, symbol, interval, dashboard.candles_limit))
+    except queries.WarehouseEmpty as reason:
+        _show_empty(reason)
+        return
+    if detail is None:
+        _show_rebuilding(None)
+    else:
+        if detail_stale and not stale:
+            _show_rebuilding(detail.read_at)
+        with st.container(key="candles-chart"):
+            st.plotly_chart(views.candles_figure(detail, show_moving_averages=interval == "1m"),
+                            config={"displaylogo": False})
+        if interval != "1m":
+            st.caption("Moving averages are over 1-minute closes: choose 1 minute to overlay them.")
+
+    treemap_column, movers_column = st.columns([3, 2])
+    with treemap_column, st.container(key="treemap-chart"):
+        st.plotly_chart(views.treemap_figure(market.treemap), config={"displaylogo": False})
+    with movers_column, st.container(key="top-movers"):
+        st.subheader("Top movers")
+        st.dataframe(market.top_movers, hide_index=True, column_order=[
+            "mover_rank", "symbol", "last_price", "move_pct", "change_basis", "day_volume"], column_config={
+            "mover_rank": st.column_config.NumberColumn("#", format="%d"),
+            "last_price": st.column_config.NumberColumn("last", format="%.2f"),
+            "move_pct": st.column_config.NumberColumn("move %", format="%+.2f%%"),
+            "change_basis": st.column_config.TextColumn("vs"),
+            "day_volume": st.column_config.NumberColumn("volume", format="localized"),
+        })
+    if detail is not None:
+        with st.container(key="volatility-chart"):
+            st.plotly_chart(views.volatility_figure(detail.volatility, symbol), config={"displaylogo": False})
+    st.caption(f"Read from {warehouse.description} at {market.read_at:%H:%M:%S} UTC; "
+               f"refreshes every {dashboard.refresh_seconds} s.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="stocklake · live market", page_icon=":material/candlestick_chart:",
+                       layout="wide")
+    st.title("stocklake · live market")
+    try:
+        settings = load_settings()
+        warehouse = _warehouse(settings)
+    except ValueError as error:  # a bad setting or Snowflake connection setting: one line naming it
+        st.error(f"Configuration error: {error}")
+        st.stop()
+    st.fragment(run_every=settings.dashboard.refresh_seconds)(_live)(warehouse, settings.dashboard)
+
+
+main()

@@ -166,6 +166,7 @@ Tables:""")
         return 1
     print_kpis(warehouse)
     print(f"  Gold warehouse: {warehouse} (tables fct_candles_1m/1h/1d, fct_symbol_kpi, fct_volatility, ...)")
+    print(f"  Live dashboard on it: make dashboard (http://127.0.0.1:{settings.dashboard.port})")
     return 0 if ok else 1
 
 

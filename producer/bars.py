@@ -30,10 +30,9 @@ from typing import Any, Callable, Mapping
 
 from conf.settings import Settings
 
-from .backoff import Backoff
 from .errors import AccessDenied, ApiKeyRejected, FinnhubError
 from .events import SCHEMA_VERSION, decode
-from .finnhub_rest import TokenBucket, default_opener, finnhub_get, retry_after_seconds
+from .finnhub_rest import TokenBucket, default_opener, finnhub_get, retry_after_seconds, retry_backoffs
 from .secrets import API_KEY_ENV, redact
 
 __all__ = ["BAR_SCHEMA_NAME", "CandleClient", "CandleFetchFailed", "CandleFormatError", "FILE_COLUMNS", "FILE",
@@ -201,10 +200,7 @@ class CandleClient:
         self._wall_clock, self._sleep = wall_clock, sleep
         # Capacity 1 as for quotes: calls stay evenly spaced, so no 60 s window holds more than the rate + 1.
         self.bucket = TokenBucket(finnhub.quote_calls_per_minute, 1.0, clock)
-        self.rate_backoff = Backoff(float(finnhub.rate_limited_initial_seconds),
-                                    float(finnhub.reconnect_max_seconds), rand)
-        self.error_backoff = Backoff(float(finnhub.reconnect_initial_seconds),
-                                     float(finnhub.reconnect_max_seconds), rand)
+        self.rate_backoff, self.error_backoff = retry_backoffs(finnhub, rand)
         self.calls = 0          # HTTP requests sent
         self.rate_limited = 0   # of which answered 429
         self.errors = 0         # of which failed otherwise (5xx, network, timeout, undecodable body)

@@ -191,6 +191,14 @@ def retry_after_seconds(value: str | None, now_s: float) -> float | None:
 
 # -- HTTP -------------------------------------------------------------------------------------------------
 
+def retry_backoffs(finnhub: Any, rand: Callable[[], float]) -> tuple[Backoff, Backoff]:
+    """The waits of a Finnhub REST client (settings section `finnhub`): (after a 429, after a failure), both
+    capped at reconnect_max_seconds."""
+    ceiling = float(finnhub.reconnect_max_seconds)
+    return (Backoff(float(finnhub.rate_limited_initial_seconds), ceiling, rand),
+            Backoff(float(finnhub.reconnect_initial_seconds), ceiling, rand))
+
+
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     """Finnhub does not redirect /quote; following one could hand the request to another host."""
 
@@ -266,10 +274,7 @@ class QuotePoller:
 
         self._sleep = serve_then_sleep
         self.bucket = TokenBucket(finnhub.quote_calls_per_minute, BUCKET_CAPACITY, clock)
-        self.rate_backoff = Backoff(float(finnhub.rate_limited_initial_seconds),
-                                    float(finnhub.reconnect_max_seconds), rand)
-        self.error_backoff = Backoff(float(finnhub.reconnect_initial_seconds),
-                                     float(finnhub.reconnect_max_seconds), rand)
+        self.rate_backoff, self.error_backoff = retry_backoffs(finnhub, rand)
         self.polls = 0           # HTTP requests sent
         self.rate_limited = 0    # of which answered 429
         self.errors = 0          # of which failed: 5xx/other status, connection error, timeout

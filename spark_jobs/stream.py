@@ -1,7 +1,7 @@
 """Streaming job: Kafka -> Bronze + quarantine, and Kafka -> Silver, as Delta tables on S3/MinIO.
 
     spark-submit spark_jobs/stream.py [--trigger processing-time[=INTERVAL] | --trigger available-now]
-                                      [--entity trades] [--entity quotes]
+                                      [--entity trades] [--entity quotes] [--metrics-port N]
 
 Entities (spark_jobs/transforms.ENTITIES): trades from kafka.trades_topic, quotes from kafka.quotes_topic; all of
 them unless --entity picks some. Two queries per entity, each with its own checkpoint on the object store:
@@ -13,6 +13,13 @@ them unless --entity picks some. Two queries per entity, each with its own check
 
 `--trigger available-now` processes everything in Kafka up to now and exits (batch-style catch-up);
 the default `processing-time` runs until stopped (SIGTERM/SIGINT stop it between batches).
+
+Observability (names and columns: spark_jobs/stream_metrics.py): one JSON progress line per batch and query
+(spark_jobs/listener.py); a Prometheus endpoint on `--metrics-port N` (default stream.metrics_port; 0 = off; the
+bound port is logged as {"event": "metrics_listening", "port": N}); and every batch's progress appended to the
+Delta table stream.metrics_table every stream.metrics_flush_seconds and when the queries stop. The silver queries
+count quarantined rows with a named observation of their parsed rows (rows_quarantined), which leaves the rows
+themselves untouched.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -30,16 +38,22 @@ if __package__ in (None, ""):
 
 from delta.tables import DeltaTable  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,  # noqa: E402
                                TimestampType)
 
 from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger  # noqa: E402
+from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, parse_observation_name  # noqa: E402
 from spark_jobs.session import build_spark  # noqa: E402
+from spark_jobs.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table  # noqa: E402
 from spark_jobs.transforms import (ENTITIES, PARTITION_COLUMNS, Entity, bronze_rows, deduplicate,  # noqa: E402
                                    parse_events, quarantine_rows, silver_rows)
 
 log = logging.getLogger(LOGGER_NAME)
+
+# After the queries stop, how long to wait for their last progress events to reach the listener before the
+# final metrics flush (they normally arrive within milliseconds).
+LAST_PROGRESS_WAIT_SECONDS = 30
 
 # The Kafka source's schema, for creating the tables before the first batch arrives.
 KAFKA_SCHEMA = StructType([
@@ -128,10 +142,15 @@ def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigg
                     .trigger(**trigger)
                     .start())
 
+    silver_name = f"silver_{entity.name}"
     parsed = parse_events(bronze_rows(kafka_stream(spark, settings, entity)), entity, schema,
                           settings.stream.max_future_skew_seconds)
+    # Counted before the valid-rows filter, in the same pass over the batch: the quarantine count per batch
+    # costs no extra job (results in the progress's observedMetrics, read by listener.progress_record).
+    parsed = parsed.observe(parse_observation_name(silver_name), F.count(F.lit(1)).alias("rows_parsed"),
+                            F.count_if(F.size("reasons") > 0).alias("rows_quarantined"))
     silver = deduplicate(silver_rows(parsed, entity), entity, settings.stream.watermark_delay)
-    silver_query = (silver.writeStream.queryName(f"silver_{entity.name}")
+    silver_query = (silver.writeStream.queryName(silver_name)
                     .format("delta").outputMode("append")
                     .partitionBy(*PARTITION_COLUMNS)
                     .option("checkpointLocation", settings.lake_uri(entity.checkpoint("silver")))
@@ -147,10 +166,69 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="processing-time[=INTERVAL] (default; interval from conf) or available-now")
     parser.add_argument("--entity", choices=list(ENTITIES), action="append",
                         help="an event stream to run; repeat for several (default: all)")
+    parser.add_argument("--metrics-port", type=int, metavar="N",
+                        help="serve Prometheus metrics on this port (default stream.metrics_port; 0 = off)")
     args = parser.parse_args(argv)  # argparse applies parse_trigger to the default too
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        parser.error(f"--metrics-port: must be 0 (off) to 65535, got {args.metrics_port}")
     # Each entity once: a repeated --entity would otherwise start two queries on one checkpoint.
     args.entities = [ENTITIES[name] for name in dict.fromkeys(args.entity or ENTITIES)]
     return args
+
+
+class JvmSignalHandler:
+    """A sun.misc.SignalHandler implemented in Python (a py4j callback).
+
+    spark-submit runs this driver as a child of its JVM, and a stop signal usually reaches the JVM too (the whole
+    process group, or the JVM alone as a container's PID 1). By default the JVM then exits through its shutdown
+    hooks, stopping the SparkContext under the running batch and the final metrics flush. Routed here instead,
+    the signal only asks the driver to stop, the same way the driver's own handler does.
+    """
+
+    def __init__(self, on_signal):
+        self._on_signal = on_signal
+
+    def handle(self, jvm_signal) -> None:
+        self._on_signal(f"SIG{jvm_signal.getName()}")
+
+    class Java:
+        implements = ["sun.misc.SignalHandler"]
+
+
+def route_jvm_stop_signals(spark: SparkSession, on_signal) -> JvmSignalHandler:
+    from pyspark.java_gateway import ensure_callback_server_started
+
+    gateway = spark.sparkContext._gateway
+    ensure_callback_server_started(gateway)
+    handler = JvmSignalHandler(on_signal)  # the caller keeps it referenced for the JVM's sake
+    for name in ("TERM", "INT"):
+        try:
+            gateway.jvm.sun.misc.Signal.handle(gateway.jvm.sun.misc.Signal(name), handler)
+        except Exception as exc:  # e.g. a JVM run with -Xrs: it keeps its default handling of this signal
+            log.warning(json.dumps({"event": "jvm_signal_not_routed", "signal": f"SIG{name}",
+                                    "error": (str(exc) or type(exc).__name__).splitlines()[0]}))
+    return handler
+
+
+def check_metrics_settings(settings: Settings) -> None:
+    stream = settings.stream
+    if not 0 <= stream.metrics_port <= 65535:
+        raise ConfigError(f"stream.metrics_port: must be 0 (off) to 65535, got {stream.metrics_port}")
+    if stream.metrics_flush_seconds <= 0:
+        raise ConfigError(f"stream.metrics_flush_seconds: must be greater than 0, got {stream.metrics_flush_seconds}")
+    if not stream.metrics_table.strip("/"):
+        raise ConfigError("stream.metrics_table: must name a lake path, e.g. _metrics/stream_progress")
+
+
+def flush_after_stop(spark: SparkSession, listener: ProgressLogger, metrics_table: MetricsTable,
+                     queries: list) -> None:
+    """The final metrics flush, once the stopped queries' last progress events have reached the listener."""
+    try:
+        stopped = [str(query.id) for query in queries if not query.isActive]
+        listener.wait_terminated(stopped, LAST_PROGRESS_WAIT_SECONDS)
+    except Exception:  # the JVM may be gone already; flush what arrived
+        pass
+    metrics_table.flush(spark)
 
 
 def run(argv: list[str]) -> int:
@@ -159,44 +237,81 @@ def run(argv: list[str]) -> int:
 
     try:
         settings = load_settings()
+        check_metrics_settings(settings)
+    except ConfigError as exc:
+        print(f"stream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    # Bound before Spark starts, so a port in use fails in a second, not after the JVM is up.
+    metrics = StreamMetrics()
+    metrics_server = None
+    metrics_port = settings.stream.metrics_port if args.metrics_port is None else args.metrics_port
+    if metrics_port:
+        host = settings.stream.metrics_host
+        try:
+            metrics_server = metrics.serve(host, metrics_port)
+        except OSError as exc:
+            print(f"stream: error: cannot serve metrics on {host}:{metrics_port} (stream.metrics_port / "
+                  f"--metrics-port): {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        log.info(json.dumps({"event": "metrics_listening", "port": metrics_server.server_port}))
+
+    try:
         spark = build_spark("stocklake-stream", settings)
     except ConfigError as exc:
         print(f"stream: configuration error: {exc}", file=sys.stderr)
         return 2
     spark.sparkContext.setLogLevel("WARN")
-    listener = ProgressLogger()
+    metrics_table = MetricsTable(settings.lake_uri(settings.stream.metrics_table))
+    ensure_metrics_table(spark, metrics_table.path)
+    listener = ProgressLogger(sinks=[metrics_table.add] + ([metrics.add] if metrics_server else []))
     spark.streams.addListener(listener)
 
     queries = []
     stopping = threading.Event()
 
-    def request_stop(signum, _frame):
+    def request_stop(name: str) -> None:
         # Only flag it here: the main loop stops the queries between its short waits.
-        log.info(json.dumps({"event": "stopping", "signal": signal.Signals(signum).name}))
+        if not stopping.is_set():
+            log.info(json.dumps({"event": "stopping", "signal": name}))
         stopping.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
-    for entity in args.entities:
-        queries.extend(start_queries(spark, settings, entity, args.trigger))
+    signal.signal(signal.SIGTERM, lambda signum, _frame: request_stop(signal.Signals(signum).name))
+    signal.signal(signal.SIGINT, lambda signum, _frame: request_stop(signal.Signals(signum).name))
+    jvm_signal_handler = route_jvm_stop_signals(spark, request_stop)  # noqa: F841 (kept alive for the JVM)
 
     failed = False
-    while any(query.isActive for query in queries):
-        if stopping.is_set():
+    flush_every = settings.stream.metrics_flush_seconds
+    next_flush = time.monotonic() + flush_every
+    try:
+        for entity in args.entities:
+            entity_queries = start_queries(spark, settings, entity, args.trigger)
+            queries.extend(entity_queries)
+            for query in entity_queries:
+                metrics.declare(query.name)
+
+        while any(query.isActive for query in queries):
+            if stopping.is_set():
+                for query in queries:
+                    query.stop()  # waits for the running batch: nothing is left half-committed
+                break
             for query in queries:
-                query.stop()  # waits for the running batch: nothing is left half-committed
-            break
-        for query in queries:
-            try:
-                query.awaitTermination(1)
-            except Exception as exc:  # StreamingQueryException; Spark logged the full cause above
-                failed = True
-                log.error(json.dumps({"event": "query_failed", "query": query.name,
-                                      "error": str(exc).splitlines()[0]}))
-                stopping.set()
+                try:
+                    query.awaitTermination(1)
+                except Exception as exc:  # StreamingQueryException; Spark logged the full cause above
+                    failed = True
+                    log.error(json.dumps({"event": "query_failed", "query": query.name,
+                                          "error": str(exc).splitlines()[0]}))
+                    stopping.set()
+            # Here, not in the listener: a Spark job inside a listener callback is unsafe.
+            if time.monotonic() >= next_flush:
+                metrics_table.flush(spark)
+                next_flush = time.monotonic() + flush_every
+    finally:
+        flush_after_stop(spark, listener, metrics_table, queries)
     log.info(json.dumps({"event": "stream_finished", "totals": listener.totals, "stopped_by_signal":
-                         stopping.is_set(), "failed": failed}))
+                         stopping.is_set(), "failed": failed, "metrics_rows_unflushed": metrics_table.pending()}))
+    if metrics_server is not None:
+        metrics_server.shutdown()
     spark.stop()
     return 1 if failed else 0
 

@@ -72,10 +72,10 @@ def expected_records(env: dict[str, str], args: list[str]):
 TRADES_ONLY = ("trades",)
 
 
-def stream_command(trigger: str, entities: Sequence[str]) -> list[str]:
+def stream_command(trigger: str, entities: Sequence[str], extra_args: Sequence[str] = ()) -> list[str]:
     return [SPARK_SUBMIT, "--master", "local[2]", "--driver-memory", "2g", "--conf", "spark.ui.enabled=false",
             str(REPO / "spark_jobs" / "stream.py"), "--trigger", trigger,
-            *[arg for entity in entities for arg in ("--entity", entity)]]
+            *[arg for entity in entities for arg in ("--entity", entity)], *extra_args]
 
 
 def run_stream_available_now(env: dict[str, str], log: Path, timeout: float = 900,
@@ -87,9 +87,9 @@ def run_stream_available_now(env: dict[str, str], log: Path, timeout: float = 90
 
 
 def start_stream(env: dict[str, str], log: Path, trigger: str = "processing-time",
-                 entities: Sequence[str] = TRADES_ONLY) -> subprocess.Popen:
+                 entities: Sequence[str] = TRADES_ONLY, extra_args: Sequence[str] = ()) -> subprocess.Popen:
     out = log.open("ab")
-    return subprocess.Popen(stream_command(trigger, entities), env=env, cwd=REPO, stdout=out,
+    return subprocess.Popen(stream_command(trigger, entities, extra_args), env=env, cwd=REPO, stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -62,7 +62,7 @@ def test_bronze_keeps_the_record_and_partitions_by_kafka_time_zero_padded(spark)
     assert_df_equality(bronze, expected, ignore_nullable=True)
 
 
-@pytest.mark.parametrize("payload, reasons", [
+VIOLATION_CASES = [
     (GOOD, []),
     ({**GOOD, "sequence": None}, []),
     ({**GOOD, "conditions": []}, []),
@@ -87,9 +87,32 @@ def test_bronze_keeps_the_record_and_partitions_by_kafka_time_zero_padded(spark)
     (b"[1, 2]", ["malformed_json"]),
     (b"\xff\xfe{}", ["malformed_json"]),
     (b'{"price": NaN}', ["malformed_json"]),
-])
+]
+
+
+@pytest.mark.parametrize("payload, reasons", VIOLATION_CASES)
 def test_contract_violations_get_the_producers_reason(spark, payload, reasons):
     assert reasons_of(spark, [payload]) == [reasons]
+
+
+def compact(payload):
+    """The producer's encoding (no spaces, contract field order, prices and volumes as floats): what
+    parse_json's fast path takes."""
+    if isinstance(payload, bytes):
+        return payload
+    floats = {name: float(value) for name, value in payload.items()
+              if name in ("price", "volume") and type(value) is int}
+    return json.dumps({**payload, **floats}, separators=(",", ":")).encode()
+
+
+def test_compact_records_get_the_same_reasons_through_the_fast_path(spark):
+    # One DataFrame for all cases: the compact spelling of every case above, plus NaN and Infinity spelled the
+    # way from_json accepts and writes back (so only the finiteness check keeps them off the fast path).
+    nan = compact(GOOD).replace(b'"price":189.5', b'"price":NaN')
+    infinite = compact(GOOD).replace(b'"volume":100.0', b'"volume":Infinity')
+    payloads = [compact(payload) for payload, _ in VIOLATION_CASES] + [nan, infinite]
+    expected = [reasons for _, reasons in VIOLATION_CASES] + [["malformed_json"], ["malformed_json"]]
+    assert reasons_of(spark, payloads) == expected
 
 
 def test_trade_stamped_beyond_the_allowed_skew_past_its_kafka_time_is_future(spark):

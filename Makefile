@@ -29,7 +29,7 @@ export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 PYTEST_ARGS ?=
 
 .PHONY: help setup airflow-setup services-up services-down services-status services-reset demo gold airflow test \
-        test-unit lock clean dashboard
+        test-unit lock clean dashboard bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -109,6 +109,13 @@ dashboard: setup ## serve the live dashboard on http://127.0.0.1:$STOCKLAKE_DASH
 	@port="$$($(PYTHON) -m conf.settings dashboard.port)" && echo "dashboard: http://127.0.0.1:$$port" && \
 	exec $(PYTHON) -m streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port "$$port" \
 	  --server.headless true --client.toolbarMode viewer
+
+# Benchmarks on the real local stack (bench/run.py): producer, stream catch-up and live rates, latency, the Kafka
+# ceiling, the per-message baseline, compaction, Gold build time and peak memory. Writes .lake/bench/results.{json,md,png}
+# and prints the table. BENCH_ARGS passes options, e.g. BENCH_ARGS="--events 500000".
+BENCH_ARGS ?=
+bench: services-up ## measure throughput, latency, compaction, Gold build and memory (~20 min; .lake/bench/)
+	$(PYTHON) -m bench.run $(BENCH_ARGS)
 
 # Airflow 3 standalone (scheduler, DAG processor, triggerer, API server + UI) with this checkout's DAGs, on the local
 # services; every Airflow variable, connection and the tasks' job environment come from scripts/airflow_env.py.

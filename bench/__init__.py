@@ -1,0 +1,1 @@
+"""Building blocks of `make bench`: Kafka ceiling, per-message baseline, latency, peak memory, report."""

@@ -1,0 +1,526 @@
+"""`make bench`: the pipeline's speed, latency, compaction and memory measured on the real local stack, in one run.
+
+    python -m bench.run [--events 2000000] [--steps 5000,10000,20000,40000] [--out .lake/bench] [--keep]
+
+Writes results.json, results.md (the table it prints) and results.png to --out. Each phase uses its own topics and
+bucket (bench-<run>-*), deleted at the end unless --keep:
+  1. backlog      one simulated trading day of trades (bench/backlog.py; cached after the first run)
+  2. producer     the backlog published through the producer's Kafka path, delivery confirmed; and the simulator
+                  source end to end (generate + validate + publish) for comparison
+  3. ceiling      a bare librdkafka consumer reading the backlog and discarding it (bench/kafka_ceiling.py)
+  4. baseline     the per-message peer: a Python consumer writing each message to MinIO (bench/baseline.py)
+  5. catch-up     the stream with --trigger available-now over the whole backlog -> Bronze + Silver, then exact
+                  counts checked (a benchmark that lost or doubled an event is not a result)
+  6. compaction   Silver's files per hour before/after spark_jobs/compact.py, and a typical query before/after
+  7. gold         dbt build on the local target over that day
+  8. stepped      the stream live (default trigger), fed at rising rates; sustained = the highest step it kept up
+  9. latency      the stream live at --latency-rate events/s from the simulator; latency = Silver commit time -
+                  Kafka send time, per event, from the table's own log (bench/latency.py)
+Peak resident memory of each process is sampled throughout (bench/memory.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import backlog  # noqa: E402
+from bench.baseline import per_message_to_object_store  # noqa: E402
+from bench.kafka_ceiling import consume_all  # noqa: E402
+from bench.latency import commit_latencies_ms, percentiles  # noqa: E402
+from bench.memory import PeakMemory  # noqa: E402
+from bench.report import chart, markdown  # noqa: E402
+from conf.settings import Settings, load_settings  # noqa: E402
+
+PYTHON = sys.executable
+SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
+DBT = str(Path(sys.executable).parent / "dbt")
+# The stream gets the machine's cores and the driver memory a 2-core, 24 GiB box can spare beside broker and MinIO.
+SPARK_ARGS = ["--master", "local[*]", "--driver-memory", "4g", "--conf", "spark.ui.enabled=false"]
+# A day in the backlog's session; compaction treats its hours as closed "now" = the next morning.
+BACKLOG_DAY = backlog.SESSION_START[:10]
+COMPACT_NOW = "2026-01-06T06:00:00Z"
+QUERY_SYMBOL = "AAPL"
+QUERY_RUNS = 3
+# Events sent to a live stream before measuring: its first data batches pay for JIT and the first Delta writes.
+WARM_UP_EVENTS = 20_000
+# A live step is kept up with when, one trigger interval after it, the stream is this many intervals behind at most.
+KEPT_UP_TRIGGERS = 2
+
+
+def say(message: str) -> None:
+    print(f"bench {datetime.now().strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def namespace(run: str, name: str) -> dict[str, str]:
+    prefix = f"bench-{run}-{name}"
+    return {"STOCKLAKE_KAFKA_TRADES_TOPIC": f"{prefix}.trades", "STOCKLAKE_KAFKA_QUOTES_TOPIC": f"{prefix}.quotes",
+            "STOCKLAKE_KAFKA_DLQ_TOPIC": f"{prefix}.dlq", "STOCKLAKE_LAKE_BUCKET": prefix[:63]}
+
+
+def create_namespace(env: dict[str, str]) -> Settings:
+    from scripts.services import Kafka, MinIO
+
+    settings = load_settings(env)
+    Kafka(settings).create_topics()
+    MinIO(settings).create_bucket()
+    return settings
+
+
+def delete_namespace(settings: Settings) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    kafka = settings.kafka
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    for future in admin.delete_topics([kafka.trades_topic, kafka.quotes_topic, kafka.dlq_topic]).values():
+        try:
+            future.result(timeout=60)
+        except Exception:
+            pass  # already gone
+    s3 = s3_client(settings)
+    bucket = settings.lake.bucket
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    s3.delete_bucket(Bucket=bucket)
+
+
+def s3_client(settings: Settings):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def run_json(command: list[str], env: dict[str, str], summary: Path, memory: PeakMemory, role: str,
+             log: Path, timeout: float = 3600) -> dict:
+    """Run a command that writes a JSON summary, watching its memory; fail loudly on a non-zero exit."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        memory.watch(role, proc.pid)
+        code = proc.wait(timeout=timeout)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... exited {code}; log: {log}")
+    return json.loads(summary.read_text())
+
+
+def scrape(port: int) -> dict[tuple[str, str], float]:
+    """{(metric, query label): value} from the stream's Prometheus endpoint."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {(sample.name, sample.labels.get("query", "")): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def rows_in(port: int) -> int:
+    """Events both trades queries have taken in: the smaller of Bronze's and Silver's counts."""
+    metrics = scrape(port)
+    return int(min(metrics.get(("stocklake_stream_rows_in_total", q), 0) for q in ("bronze_trades", "silver_trades")))
+
+
+class LiveStream:
+    """The streaming job on the default trigger, with its metrics endpoint, for the live phases."""
+
+    def __init__(self, env: dict[str, str], log: Path, memory: PeakMemory, role: str):
+        self.port = free_port()
+        self.proc = subprocess.Popen([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "stream.py"),
+                                      "--entity", "trades", "--metrics-port", str(self.port)],
+                                     env=env, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        memory.watch(role, self.proc.pid)
+        self.log = log
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the stream exited {self.proc.returncode}; log: {self.log}")
+            try:
+                return all(scrape(self.port).get(("stocklake_stream_batches_total", q), 0) >= 1
+                           for q in ("bronze_trades", "silver_trades"))
+            except OSError:
+                return False
+        wait_for(ready, "the stream's first batches", 300)
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=60)
+
+
+def spark_session(settings: Settings):
+    from spark_jobs.session import build_spark
+
+    spark = build_spark("stocklake-bench", settings, {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def typical_query_seconds(spark, silver_uri: str) -> float:
+    """Median time of one symbol's 1-minute candles for the backlog's day, read from Silver."""
+    from pyspark.sql import functions as F
+
+    def once() -> float:
+        started = time.perf_counter()
+        (spark.read.format("delta").load(silver_uri)
+         .where((F.col("date") == BACKLOG_DAY) & (F.col("symbol") == QUERY_SYMBOL))
+         .groupBy(F.date_trunc("minute", "trade_time").alias("minute"))
+         .agg(F.min_by("price", "trade_time").alias("open"), F.max("price").alias("high"),
+              F.min("price").alias("low"), F.max_by("price", "trade_time").alias("close"),
+              F.sum("volume").alias("volume"))
+         .collect())
+        return time.perf_counter() - started
+
+    once()  # warm-up: JIT and the Delta log cache, the same for before and after
+    return round(statistics.median(once() for _ in range(QUERY_RUNS)), 3)
+
+
+def machine() -> dict[str, Any]:
+    import delta
+    import pyspark
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                       if line.startswith("MemTotal")))
+    kafka_lock = (REPO / "jars" / "kafka.lock").read_text()
+    kafka_version = next((word for word in kafka_lock.split() if word[:1].isdigit() and "." in word), "?")
+    return {"cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 ** 2, 1), "cpu": cpu,
+            "os": platform.platform(terse=True), "python": platform.python_version(), "spark": pyspark.__version__,
+            "kafka": kafka_version, "delta": getattr(delta, "__version__", "4.0.0")}
+
+
+def measure(id_: str, name: str, value: float, unit: str, settings: str, target: float | None = None,
+            higher_is_better: bool = True) -> dict[str, Any]:
+    return {"id": id_, "name": name, "value": value, "unit": unit, "target": target,
+            "higher_is_better": higher_is_better, "settings": settings}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2_000_000, help="backlog size (default 2,000,000)")
+    parser.add_argument("--simulator-events", type=int, default=200_000)
+    parser.add_argument("--baseline-messages", type=int, default=3_000)
+    parser.add_argument("--steps", default="5000,10000,20000,40000",
+                        help="live rates, events/s, comma-separated")
+    parser.add_argument("--step-seconds", type=float, default=40)
+    parser.add_argument("--latency-rate", type=int, default=5_000)
+    parser.add_argument("--latency-seconds", type=float, default=60)
+    parser.add_argument("--out", type=Path, default=REPO / ".lake" / "bench")
+    parser.add_argument("--keep", action="store_true", help="keep the bench topics and buckets")
+    args = parser.parse_args(argv)
+    steps = [int(step) for step in args.steps.split(",") if step]
+    if args.events <= 0 or not steps or min(steps) <= 0:
+        parser.error("--events and every --steps rate must be positive")
+
+    from scripts.services import Kafka, MinIO
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    logs = args.out / "logs"
+    logs.mkdir(exist_ok=True)
+    started_at = datetime.now(timezone.utc)
+    started = time.monotonic()
+    run = started_at.strftime("%m%d%H%M%S")
+    base = load_settings()
+    memory = PeakMemory()
+    for service, role in ((Kafka(base), "kafka broker"), (MinIO(base), "minio")):
+        pid = service.pid()
+        if pid is None:
+            parser.error(f"{service.name} is not running: start the services first (make services-up)")
+        memory.watch(role, pid)
+    memory.start()
+    stream_settings = base.stream
+    producer_settings = (f"{base.producer.compression} compression, linger {base.producer.linger_ms} ms, batch "
+                         f"{base.producer.batch_size_bytes // 1024} KiB, idempotent, acks=all")
+    results: dict[str, Any] = {
+        "started_at": started_at.isoformat(timespec="seconds"), "machine": machine(),
+        "settings": {"events": args.events, "symbols": len(base.simulator.symbols),
+                     "kafka_partitions": base.kafka.partitions, "trigger": stream_settings.trigger_interval,
+                     "max_offsets_per_trigger": stream_settings.max_offsets_per_trigger,
+                     "shuffle_partitions": stream_settings.shuffle_partitions, "producer": producer_settings},
+        "measures": [], "stepped_rate": [], "latency_ms": {}, "compaction": [], "query_seconds": {},
+        "memory_mib": {}, "checks": {}}
+    measures = results["measures"]
+    namespaces: list[Settings] = []
+    events = args.events
+    day = f"{events:,} events, {len(base.simulator.symbols)} symbols, {base.kafka.partitions} partitions"
+    try:
+        say(f"1/9 backlog: {events:,} simulated trades (cached in {backlog.cache_dir()})")
+        backlog_file = backlog.generate(events, seed=7)
+        summary = json.loads(backlog_file.with_suffix(".json").read_text())
+        kinds = summary["by_kind"]
+        distinct_valid = kinds.get("trade", 0) + kinds.get("out_of_order", 0)
+
+        say("2/9 producer: publish path, then the simulator source end to end")
+        env_a = {**os.environ, **namespace(run, "day")}
+        day_settings = create_namespace(env_a)
+        namespaces.append(day_settings)
+        published = run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
+                              day_settings.kafka.trades_topic, "--summary-json", str(args.out / "publish.json")],
+                             env_a, args.out / "publish.json", memory, "producer (publish path)",
+                             logs / "publish.log")
+        if published["delivered"] != events:
+            raise RuntimeError(f"published {published['delivered']:,} of {events:,}")
+        measures.append(measure("producer_publish", "Producer, Kafka publish path", published["events_per_second"],
+                                "events/s", f"{day}; {producer_settings}; delivery confirmed", target=200_000))
+        env_s = {**os.environ, **namespace(run, "sim")}
+        namespaces.append(create_namespace(env_s))
+        simulated = run_json([PYTHON, "-m", "producer", "--source", "simulator", "--rate", "1000", "--count",
+                              str(args.simulator_events), "--no-pacing", "--seed", "7",
+                              "--summary-json", str(args.out / "simulator.json")],
+                             env_s, args.out / "simulator.json", memory, "producer (simulator)",
+                             logs / "simulator.log")
+        measures.append(measure("producer_simulator", "Producer, simulator source end to end",
+                                simulated["events_per_second"], "events/s",
+                                f"{args.simulator_events:,} events generated, validated and published; "
+                                f"{producer_settings}"))
+
+        say("3/9 ceiling: bare librdkafka consumer over the backlog")
+        ceiling = consume_all(day_settings.kafka.bootstrap_servers, day_settings.kafka.trades_topic, events)
+        measures.append(measure("kafka_ceiling", "Kafka consume ceiling (librdkafka, discard)",
+                                ceiling["events_per_second"], "events/s", f"{day}; one consumer"))
+
+        say(f"4/9 baseline: per-message consumer -> one JSON object per event in MinIO ({args.baseline_messages:,})")
+        baseline = per_message_to_object_store(day_settings.kafka.bootstrap_servers,
+                                               day_settings.kafka.trades_topic, s3_client(day_settings),
+                                               day_settings.lake.bucket, "baseline", args.baseline_messages, 600)
+        measures.append(measure("baseline", "Per-message baseline (Python consumer -> MinIO object per event)",
+                                baseline["events_per_second"], "events/s",
+                                f"first {args.baseline_messages:,} backlog events; commit per message"))
+
+        say("5/9 catch-up: stream --trigger available-now over the backlog -> Bronze + Silver")
+        catch_up_started = time.monotonic()
+        with (logs / "catch-up.log").open("ab") as out:
+            proc = subprocess.Popen([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "stream.py"),
+                                     "--trigger", "available-now", "--entity", "trades"],
+                                    env=env_a, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+            memory.watch("spark driver (catch-up)", proc.pid)
+            if proc.wait(timeout=3600) != 0:
+                raise RuntimeError(f"the catch-up stream failed; log: {logs / 'catch-up.log'}")
+        catch_up_wall = time.monotonic() - catch_up_started
+
+        spark = spark_session(day_settings)
+        from spark_jobs.transforms import TRADES
+
+        def count(layer: str) -> int:
+            return spark.read.format("delta").load(day_settings.lake_uri(TRADES.table(layer))).count()
+
+        progress = (spark.read.format("delta").load(day_settings.lake_uri(day_settings.stream.metrics_table))
+                    .toPandas())
+        first_start = progress["batch_timestamp"].min()
+        last_end = max(row.batch_timestamp.timestamp() + row.batch_duration_ms / 1000
+                       for row in progress.itertuples())
+        processing = last_end - first_start.timestamp()
+        checks = {"bronze": count("bronze"), "silver": count("silver"), "quarantine": count("quarantine"),
+                  "expected_bronze": events, "expected_silver": distinct_valid,
+                  "expected_quarantine": kinds.get("malformed", 0)}
+        checks["exact"] = (checks["bronze"], checks["silver"], checks["quarantine"]) == \
+            (events, distinct_valid, kinds.get("malformed", 0))
+        results["checks"]["catch_up"] = checks
+        if not checks["exact"]:
+            raise RuntimeError(f"catch-up counts are not exact: {checks}")
+        batches = int(len(progress) / 2)
+        stream_note = (f"{day}; available-now, maxOffsetsPerTrigger {stream_settings.max_offsets_per_trigger:,} "
+                       f"({batches} batches/query), {stream_settings.shuffle_partitions} shuffle partitions")
+        measures.append(measure("stream_catch_up", "Stream catch-up, Kafka -> Bronze + Silver",
+                                round(events / processing, 1), "events/s", stream_note, target=100_000))
+        measures.append(measure("stream_catch_up_wall", "Stream catch-up incl. JVM start",
+                                round(events / catch_up_wall, 1), "events/s", stream_note))
+        measures.append(measure("vs_baseline", "Stream catch-up / per-message baseline",
+                                round(events / processing / baseline["events_per_second"], 1), "x",
+                                "same events, same machine", target=100))
+
+        say("6/9 compaction: Silver before/after spark_jobs/compact.py, and a typical query")
+        silver_uri = day_settings.lake_uri(TRADES.table("silver"))
+        before_query = typical_query_seconds(spark, silver_uri)
+        report_path = args.out / "compact.json"
+        with (logs / "compact.log").open("ab") as out:
+            code = subprocess.run([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "compact.py"),
+                                   "--entity", "trades", "--layer", "silver", "--now", COMPACT_NOW,
+                                   "--json", str(report_path)], env=env_a, cwd=REPO, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=1800).returncode
+        if code != 0:
+            raise RuntimeError(f"compaction failed; log: {logs / 'compact.log'}")
+        after_query = typical_query_seconds(spark, silver_uri)
+        results["compaction"] = compaction_rows(json.loads(report_path.read_text()))
+        results["query_seconds"] = {"before": before_query, "after": after_query}
+        query_note = f"{QUERY_SYMBOL}, {BACKLOG_DAY}, 1-minute candles from Silver; median of {QUERY_RUNS}"
+        measures.append(measure("query_before", "Typical query before compaction", before_query, "s", query_note,
+                                higher_is_better=False))
+        measures.append(measure("query_after", "Typical query after compaction", after_query, "s", query_note,
+                                higher_is_better=False))
+        spark.stop()
+
+        say("7/9 gold: dbt build on the local target over the day")
+        warehouse = args.out / "gold.duckdb"
+        warehouse.unlink(missing_ok=True)
+        dbt_env = {**env_a, "DBT_DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+                   "DBT_PROFILES_DIR": str(REPO / "dbt_project")}
+        gold_started = time.monotonic()
+        with (logs / "dbt.log").open("ab") as out:
+            proc = subprocess.Popen([DBT, "build", "--project-dir", str(REPO / "dbt_project"), "--target", "local",
+                                     "--target-path", str(args.out / "dbt-target")], env=dbt_env, cwd=REPO,
+                                    stdout=out, stderr=subprocess.STDOUT)
+            memory.watch("dbt (gold build)", proc.pid)
+            if proc.wait(timeout=3600) != 0:
+                raise RuntimeError(f"dbt build failed; log: {logs / 'dbt.log'}")
+        measures.append(measure("gold_build", "Gold build (dbt build, DuckDB)", round(time.monotonic() - gold_started, 1),
+                                "s", f"{distinct_valid:,} Silver trades of one day; models and tests",
+                                higher_is_better=False))
+
+        say(f"8/9 stepped: the live stream fed at {', '.join(f'{s:,}' for s in steps)} events/s")
+        env_b = {**os.environ, **namespace(run, "live")}
+        live_settings = create_namespace(env_b)
+        namespaces.append(live_settings)
+        stream = LiveStream(env_b, logs / "stepped.log", memory, "spark driver (live)")
+        try:
+            stream.wait_ready()
+            # Warm-up: the first batches with data pay for JIT compilation and the first Delta/S3A writes.
+            offset = min(WARM_UP_EVENTS, events // 10)
+            run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
+                      live_settings.kafka.trades_topic, "--count", str(offset),
+                      "--summary-json", str(args.out / "warm-up.json")],
+                     env_b, args.out / "warm-up.json", memory, "producer (publish path)", logs / "stepped-publish.log")
+            wait_for(lambda: rows_in(stream.port) >= offset, "the stream to take the warm-up events", 600)
+            sustained = 0
+            for step, rate in enumerate(steps):
+                count_ = int(rate * args.step_seconds)
+                if offset + count_ > events:
+                    say(f"  step {rate:,}/s skipped: the backlog has no more events")
+                    break
+                taken_before = rows_in(stream.port)
+                step_started = time.monotonic()
+                sent = run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
+                                 live_settings.kafka.trades_topic, "--first", str(offset), "--count", str(count_),
+                                 "--rate", str(rate), "--summary-json", str(args.out / f"step{step}.json")],
+                                env_b, args.out / f"step{step}.json", memory, "producer (publish path)",
+                                logs / "stepped-publish.log")
+                offset += count_
+                # Give the stream one more trigger interval to take what arrived during the step's last moments.
+                time.sleep(stream_interval_seconds(base))
+                elapsed = time.monotonic() - step_started
+                taken = rows_in(stream.port)
+                lag = offset - taken
+                row = {"offered_per_second": round(sent["delivered"] / sent["seconds"], 1),
+                       "processed_per_second": round((taken - taken_before) / elapsed, 1), "lag_end": lag}
+                results["stepped_rate"].append(row)
+                say(f"  step {rate:,}/s: offered {row['offered_per_second']:,.0f}/s, processed "
+                    f"{row['processed_per_second']:,.0f}/s, behind by {lag:,} events")
+                if lag <= rate * KEPT_UP_TRIGGERS * stream_interval_seconds(base):
+                    sustained = max(sustained, int(row["offered_per_second"]))
+                else:
+                    break
+                # Drain before the next step, so each step starts level.
+                wait_for(lambda: rows_in(stream.port) >= offset, "the stream to drain", 600)
+        finally:
+            stream.stop()
+        measures.append(measure("stream_sustained", "Stream live, highest rate kept up with",
+                                sustained, "events/s", f"default trigger ({stream_settings.trigger_interval}); "
+                                f"{args.step_seconds:.0f} s steps; kept up = behind by at most "
+                                f"{KEPT_UP_TRIGGERS} trigger intervals of events at the step's end", target=100_000))
+
+        say(f"9/9 latency: the live stream at {args.latency_rate:,} events/s for {args.latency_seconds:.0f} s")
+        env_c = {**os.environ, **namespace(run, "latency")}
+        latency_settings = create_namespace(env_c)
+        namespaces.append(latency_settings)
+        stream = LiveStream(env_c, logs / "latency.log", memory, "spark driver (live)")
+        try:
+            stream.wait_ready()
+            warm_up = run_json([PYTHON, "-m", "producer", "--source", "simulator", "--rate", str(args.latency_rate),
+                                "--count", str(WARM_UP_EVENTS), "--no-pacing", "--seed", "10",
+                                "--summary-json", str(args.out / "latency-warm-up.json")],
+                               env_c, args.out / "latency-warm-up.json", memory, "producer (simulator)",
+                               logs / "latency-producer.log")
+            wait_for(lambda: rows_in(stream.port) >= warm_up["sent_trades_topic"],
+                     "the stream to take the warm-up events", 600)
+            warm_up_ms = int(time.time() * 1000) + 5_000  # and the run's first seconds settle the rate
+            produced = run_json([PYTHON, "-m", "producer", "--source", "simulator", "--rate",
+                                 str(args.latency_rate), "--duration", str(args.latency_seconds), "--seed", "11",
+                                 "--summary-json", str(args.out / "latency-producer.json")],
+                                env_c, args.out / "latency-producer.json", memory, "producer (simulator)",
+                                logs / "latency-producer.log")
+            wait_for(lambda: rows_in(stream.port) >= warm_up["sent_trades_topic"] + produced["sent_trades_topic"],
+                     "Silver to take every event", 600)
+        finally:
+            stream.stop()
+        latencies = commit_latencies_ms(s3_client(latency_settings), latency_settings.lake.bucket,
+                                        TRADES.table("silver"), since_ms=warm_up_ms)
+        results["latency_ms"] = {**percentiles(latencies), "count": len(latencies)}
+        latency_note = (f"{args.latency_rate:,} events/s from the simulator for {args.latency_seconds:.0f} s "
+                        f"(after a warm-up; first 5 s excluded); default trigger ({stream_settings.trigger_interval}); "
+                        f"Kafka send -> Silver commit")
+        for p in ("p50", "p95", "p99"):
+            measures.append(measure(f"latency_{p}", f"Latency to Silver, {p}", results["latency_ms"][p], "ms",
+                                    latency_note, target=3000 if p == "p95" else None, higher_is_better=False))
+    finally:
+        results["memory_mib"] = memory.stop()
+        if not args.keep:
+            for settings in namespaces:
+                try:
+                    delete_namespace(settings)
+                except Exception as exc:  # cleanup must not hide the run's own error
+                    say(f"could not delete bench namespace {settings.lake.bucket}: {exc}")
+    results["duration_seconds"] = round(time.monotonic() - started, 1)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (args.out / "results.md").write_text(table)
+    chart(results, args.out / "results.png")
+    print(table)
+    say(f"done in {results['duration_seconds'] / 60:.1f} min: {args.out}/results.{{json,md,png}}")
+    return 0
+
+
+def stream_interval_seconds(settings: Settings) -> float:
+    from conf.settings import interval_seconds
+
+    return interval_seconds(settings.stream.trigger_interval)
+
+
+def compaction_rows(report: dict) -> list[dict[str, Any]]:
+    """Per compacted hour of Silver: files and bytes before and after, from compact.py's JSON report."""
+    rows = []
+    for table in report["tables"]:
+        for partition in table.get("partitions", []):
+            if "after" not in partition:
+                continue
+            rows.append({"partition": f"date={partition['date']}/hour={partition['hour']}",
+                         "files_before": partition["before"]["files"], "files_after": partition["after"]["files"],
+                         "bytes_before": partition["before"]["bytes"], "bytes_after": partition["after"]["bytes"]})
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -216,8 +216,10 @@ def machine() -> dict[str, Any]:
                 if line.startswith("model name")), platform.processor())
     mem_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                        if line.startswith("MemTotal")))
-    kafka_lock = (REPO / "jars" / "kafka.lock").read_text()
-    kafka_version = next((word for word in kafka_lock.split() if word[:1].isdigit() and "." in word), "?")
+    # The broker's version: the pinned kafka-server coordinate (group:artifact:version sha256) in jars/kafka.lock.
+    kafka_version = next((line.split()[0].rsplit(":", 1)[1] for line in
+                          (REPO / "jars" / "kafka.lock").read_text().splitlines()
+                          if line.startswith("org.apache.kafka:kafka-server:")), "unknown")
     return {"cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 ** 2, 1), "cpu": cpu,
             "os": platform.platform(terse=True), "python": platform.python_version(), "spark": pyspark.__version__,
             "kafka": kafka_version, "delta": getattr(delta, "__version__", "4.0.0")}

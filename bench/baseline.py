@@ -11,7 +11,9 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer
+
+from bench.kafka_ceiling import is_data
 
 
 def object_key(prefix: str, value: bytes, partition: int, offset: int) -> str:
@@ -44,13 +46,8 @@ def per_message_to_object_store(bootstrap_servers: str, topic: str, s3_client: A
             if time.monotonic() > deadline:
                 raise TimeoutError(f"wrote {count:,} of {max_messages:,} messages from {topic} in {timeout_s:.0f}s")
             message = consumer.poll(timeout=1)
-            if message is None:
+            if message is None or not is_data(message):
                 continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
             if count == 0:
                 first_at = time.monotonic()
             value = message.value() or b""

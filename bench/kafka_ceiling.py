@@ -15,6 +15,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 BATCH = 10_000
 
 
+def is_data(message) -> bool:
+    """True for a message carrying data; False for a partition-end notice; raises on any other error."""
+    error = message.error()
+    if error is None:
+        return True
+    if error.code() == KafkaError._PARTITION_EOF:
+        return False
+    raise KafkaException(error)
+
+
 def consumer_config(bootstrap_servers: str) -> dict[str, object]:
     """librdkafka settings for reading a backlog as fast as the client can."""
     return {
@@ -51,11 +61,8 @@ def consume_all(bootstrap_servers: str, topic: str, expected: int, timeout_s: fl
             # a batch; after that, batches no bigger than what is left (a batch call waits for its full size).
             wanted = 1 if count == 0 else min(BATCH, expected - count)
             for message in consumer.consume(num_messages=wanted, timeout=1):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(error)
+                if not is_data(message):
+                    continue
                 if count == 0:
                     first_at = time.monotonic()
                 count += 1

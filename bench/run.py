@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from bench.latency import commit_latencies_ms, percentiles  # noqa: E402
 from bench.memory import PeakMemory  # noqa: E402
 from bench.report import chart, markdown  # noqa: E402
 from conf.settings import Settings, load_settings  # noqa: E402
+from scripts.dashboard_screenshot import free_port  # noqa: E402
 
 PYTHON = sys.executable
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
@@ -104,12 +104,6 @@ def s3_client(settings: Settings):
     import boto3
 
     return boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:

@@ -176,11 +176,12 @@ def parse_json(df: DataFrame, raw_column: str, schema: dict[str, Any], event_col
                                                     spark_type(spec).simpleString())))
         for name, spec in properties.items()})
     typed = {name: F.col(f"{TYPED_PREFIX}{name}") for name in properties}
-    item_columns = {f"{ITEMS_PREFIX}{name}_{keyword}": rule for name, spec in properties.items()
-                    for keyword, rule in item_rules(spec, typed[name]).items()}
+    rules_per_field = {name: item_rules(spec, typed[name]) for name, spec in properties.items()}
+    item_columns = {f"{ITEMS_PREFIX}{name}_{keyword}": rule for name, rules in rules_per_field.items()
+                    for keyword, rule in rules.items()}
     staged = staged.withColumns(item_columns)
-    items_broken = {name: {keyword: F.col(f"{ITEMS_PREFIX}{name}_{keyword}")
-                           for keyword in item_rules(spec, typed[name])} for name, spec in properties.items()}
+    items_broken = {name: {keyword: F.col(f"{ITEMS_PREFIX}{name}_{keyword}") for keyword in rules}
+                    for name, rules in rules_per_field.items()}
     event = F.struct(*[typed[name].alias(name) for name in properties])
 
     keys = F.col(JSON_KEYS_COLUMN)

@@ -27,6 +27,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(settings.stream.shuffle_partitions),
         "spark.sql.streaming.stateStore.providerClass": STATE_STORE,
+        # Each batch uploads only the changed keys, not new RocksDB files: the dedup state's commit fell from
+        # 2-4 s to ~0.9 s per 200,000-row batch (make bench). Safe to switch on for an existing checkpoint.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.hadoop.fs.s3a.endpoint": lake.s3_endpoint,
         "spark.hadoop.fs.s3a.endpoint.region": lake.s3_region,
         "spark.hadoop.fs.s3a.path.style.access": str(lake.path_style_access).lower(),

@@ -111,7 +111,7 @@ def test_compaction_and_gold_dags_run_end_to_end_on_the_local_stack(spark, isola
     start = (datetime.now(timezone.utc) - timedelta(hours=3)).replace(minute=5, second=0, microsecond=0)
     run_producer(env, producer_args(3000, seed=31, start_time=start.strftime("%Y-%m-%dT%H:%M:%S"),
                                     duplicate_ratio=0.02), tmp_path)
-    stream_env = {**env, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "500"}
+    stream_env = {**env, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "1000"}
     run_stream_available_now(stream_env, tmp_path / "stream.log")
 
     silver_uri, bronze_uri = settings.lake_uri("silver/trades"), settings.lake_uri("bronze/trades")

@@ -111,8 +111,11 @@ def chart(results: dict, path: Path) -> None:
     stepped = figure.add_subplot(grid[1, 0])
     steps = results.get("stepped_rate") or []
     offered = [s["offered_per_second"] for s in steps]
-    stepped.plot(offered, offered, "--", color="gray", label="offered")
+    # Markers on both lines: a run with one step is one point each, which a line alone would not show.
+    stepped.plot(offered, offered, "x--", color="gray", label="offered")
     stepped.plot(offered, [s["processed_per_second"] for s in steps], "o-", color="tab:orange", label="processed")
+    stepped.set_xlim(left=0)
+    stepped.set_ylim(bottom=0)
     thousands = FuncFormatter(lambda value, _: f"{value:,.0f}")
     stepped.xaxis.set_major_formatter(thousands)
     stepped.yaxis.set_major_formatter(thousands)
@@ -129,7 +132,7 @@ def chart(results: dict, path: Path) -> None:
     latency.margins(y=0.12)
     latency.yaxis.set_major_formatter(thousands)
     latency.set_ylabel("ms")
-    latency.set_title(f"Latency to Silver ({latency_ms.get('count', 0):,} rows; {cores} cores, {events:,} events)")
+    latency.set_title(f"Latency to Silver ({latency_ms.get('count', 0):,} rows; {cores} cores)")
 
     figure.tight_layout()
     figure.savefig(path, dpi=100)

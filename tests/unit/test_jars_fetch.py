@@ -31,7 +31,7 @@ def test_spark_defaults_hold_the_jvm_settings_and_the_jars(tmp_path, monkeypatch
     written = settings_of(target.read_text())
     assert written == {
         # Huge generated methods (the contract check) JIT-compiled, the throughput GC: driver and executors alike.
-        "spark.driver.extraJavaOptions": "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
-        "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
+        "spark.driver.defaultJavaOptions": "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
+        "spark.executor.defaultJavaOptions": "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
         "spark.jars": "/cache/maven/a/a-1.jar,/cache/maven/b/b-2.jar",
     }

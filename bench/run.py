@@ -115,15 +115,22 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def run_json(command: list[str], env: dict[str, str], summary: Path, memory: PeakMemory, role: str,
-             log: Path, timeout: float = 3600) -> dict:
-    """Run a command that writes a JSON summary, watching its memory; fail loudly on a non-zero exit."""
+def run_watched(command: list[str], env: dict[str, str], memory: PeakMemory, role: str, log: Path,
+                timeout: float = 3600) -> None:
+    """Run a command to its end, output appended to `log`, its memory watched as `role`; fail loudly on a
+    non-zero exit."""
     with log.open("ab") as out:
         proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         memory.watch(role, proc.pid)
         code = proc.wait(timeout=timeout)
     if code != 0:
         raise RuntimeError(f"{' '.join(command[:4])} ... exited {code}; log: {log}")
+
+
+def run_json(command: list[str], env: dict[str, str], summary: Path, memory: PeakMemory, role: str,
+             log: Path, timeout: float = 3600) -> dict:
+    """run_watched for a command that writes a JSON summary to `summary`; returns the summary."""
+    run_watched(command, env, memory, role, log, timeout)
     return json.loads(summary.read_text())
 
 
@@ -165,6 +172,10 @@ class LiveStream:
             except OSError:
                 return False
         wait_for(ready, "the stream's first batches", 300)
+
+    def wait_rows_in(self, count: int, what: str) -> None:
+        """Wait until both trades queries have taken `count` events in."""
+        wait_for(lambda: rows_in(self.port) >= count, what, 600)
 
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
@@ -271,6 +282,14 @@ def main(argv: list[str] | None = None) -> int:
         "memory_mib": {}, "checks": {}}
     measures = results["measures"]
     namespaces: list[Settings] = []
+
+    def new_namespace(name: str) -> tuple[dict[str, str], Settings]:
+        """A phase's own topics and bucket, created now and deleted at the end (unless --keep)."""
+        env = {**os.environ, **namespace(run, name)}
+        settings = create_namespace(env)
+        namespaces.append(settings)
+        return env, settings
+
     events = args.events
     day = f"{events:,} events, {len(base.simulator.symbols)} symbols, {base.kafka.partitions} partitions"
     try:
@@ -281,9 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         distinct_valid = kinds.get("trade", 0) + kinds.get("out_of_order", 0)
 
         say("2/9 producer: publish path, then the simulator source end to end")
-        env_a = {**os.environ, **namespace(run, "day")}
-        day_settings = create_namespace(env_a)
-        namespaces.append(day_settings)
+        env_a, day_settings = new_namespace("day")
         published = run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
                               day_settings.kafka.trades_topic, "--summary-json", str(args.out / "publish.json")],
                              env_a, args.out / "publish.json", memory, "producer (publish path)",
@@ -292,8 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"published {published['delivered']:,} of {events:,}")
         measures.append(measure("producer_publish", "Producer, Kafka publish path", published["events_per_second"],
                                 "events/s", f"{day}; {producer_settings}; delivery confirmed", target=200_000))
-        env_s = {**os.environ, **namespace(run, "sim")}
-        namespaces.append(create_namespace(env_s))
+        env_s, _ = new_namespace("sim")
         simulated = run_json([PYTHON, "-m", "producer", "--source", "simulator", "--rate", "1000", "--count",
                               str(args.simulator_events), "--no-pacing", "--seed", "7",
                               "--summary-json", str(args.out / "simulator.json")],
@@ -319,13 +335,8 @@ def main(argv: list[str] | None = None) -> int:
 
         say("5/9 catch-up: stream --trigger available-now over the backlog -> Bronze + Silver")
         catch_up_started = time.monotonic()
-        with (logs / "catch-up.log").open("ab") as out:
-            proc = subprocess.Popen([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "stream.py"),
-                                     "--trigger", "available-now", "--entity", "trades"],
-                                    env=env_a, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-            memory.watch("spark driver (catch-up)", proc.pid)
-            if proc.wait(timeout=3600) != 0:
-                raise RuntimeError(f"the catch-up stream failed; log: {logs / 'catch-up.log'}")
+        run_watched([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "stream.py"), "--trigger", "available-now",
+                     "--entity", "trades"], env_a, memory, "spark driver (catch-up)", logs / "catch-up.log")
         catch_up_wall = time.monotonic() - catch_up_started
 
         spark = spark_session(day_settings)
@@ -386,21 +397,15 @@ def main(argv: list[str] | None = None) -> int:
         dbt_env = {**env_a, "DBT_DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
                    "DBT_PROFILES_DIR": str(REPO / "dbt_project")}
         gold_started = time.monotonic()
-        with (logs / "dbt.log").open("ab") as out:
-            proc = subprocess.Popen([DBT, "build", "--project-dir", str(REPO / "dbt_project"), "--target", "local",
-                                     "--target-path", str(args.out / "dbt-target")], env=dbt_env, cwd=REPO,
-                                    stdout=out, stderr=subprocess.STDOUT)
-            memory.watch("dbt (gold build)", proc.pid)
-            if proc.wait(timeout=3600) != 0:
-                raise RuntimeError(f"dbt build failed; log: {logs / 'dbt.log'}")
+        run_watched([DBT, "build", "--project-dir", str(REPO / "dbt_project"), "--target", "local",
+                     "--target-path", str(args.out / "dbt-target")], dbt_env, memory, "dbt (gold build)",
+                    logs / "dbt.log")
         measures.append(measure("gold_build", "Gold build (dbt build, DuckDB)", round(time.monotonic() - gold_started, 1),
                                 "s", f"{distinct_valid:,} Silver trades of one day; models and tests",
                                 higher_is_better=False))
 
         say(f"8/9 stepped: the live stream fed at {', '.join(f'{s:,}' for s in steps)} events/s")
-        env_b = {**os.environ, **namespace(run, "live")}
-        live_settings = create_namespace(env_b)
-        namespaces.append(live_settings)
+        env_b, live_settings = new_namespace("live")
         stream = LiveStream(env_b, logs / "stepped.log", memory, "spark driver (live)")
         try:
             stream.wait_ready()
@@ -410,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                       live_settings.kafka.trades_topic, "--count", str(offset),
                       "--summary-json", str(args.out / "warm-up.json")],
                      env_b, args.out / "warm-up.json", memory, "producer (publish path)", logs / "stepped-publish.log")
-            wait_for(lambda: rows_in(stream.port) >= offset, "the stream to take the warm-up events", 600)
+            stream.wait_rows_in(offset, "the stream to take the warm-up events")
             sustained = 0
             for step, rate in enumerate(steps):
                 count_ = int(rate * args.step_seconds)
@@ -440,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     break
                 # Drain before the next step, so each step starts level.
-                wait_for(lambda: rows_in(stream.port) >= offset, "the stream to drain", 600)
+                stream.wait_rows_in(offset, "the stream to drain")
         finally:
             stream.stop()
         measures.append(measure("stream_sustained", "Stream live, highest rate kept up with",
@@ -449,9 +454,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{KEPT_UP_TRIGGERS} trigger intervals of events at the step's end", target=100_000))
 
         say(f"9/9 latency: the live stream at {args.latency_rate:,} events/s for {args.latency_seconds:.0f} s")
-        env_c = {**os.environ, **namespace(run, "latency")}
-        latency_settings = create_namespace(env_c)
-        namespaces.append(latency_settings)
+        env_c, latency_settings = new_namespace("latency")
         stream = LiveStream(env_c, logs / "latency.log", memory, "spark driver (live)")
         try:
             stream.wait_ready()
@@ -460,16 +463,15 @@ def main(argv: list[str] | None = None) -> int:
                                 "--summary-json", str(args.out / "latency-warm-up.json")],
                                env_c, args.out / "latency-warm-up.json", memory, "producer (simulator)",
                                logs / "latency-producer.log")
-            wait_for(lambda: rows_in(stream.port) >= warm_up["sent_trades_topic"],
-                     "the stream to take the warm-up events", 600)
+            stream.wait_rows_in(warm_up["sent_trades_topic"], "the stream to take the warm-up events")
             warm_up_ms = int(time.time() * 1000) + 5_000  # and the run's first seconds settle the rate
             produced = run_json([PYTHON, "-m", "producer", "--source", "simulator", "--rate",
                                  str(args.latency_rate), "--duration", str(args.latency_seconds), "--seed", "11",
                                  "--summary-json", str(args.out / "latency-producer.json")],
                                 env_c, args.out / "latency-producer.json", memory, "producer (simulator)",
                                 logs / "latency-producer.log")
-            wait_for(lambda: rows_in(stream.port) >= warm_up["sent_trades_topic"] + produced["sent_trades_topic"],
-                     "Silver to take every event", 600)
+            stream.wait_rows_in(warm_up["sent_trades_topic"] + produced["sent_trades_topic"],
+                                "Silver to take every event")
         finally:
             stream.stop()
         latencies = commit_latencies_ms(s3_client(latency_settings), latency_settings.lake.bucket,

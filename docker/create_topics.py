@@ -19,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conf.kafka_security import client_config  # noqa: E402
 from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
 
 TIMEOUT_S = 30.0
@@ -43,7 +44,7 @@ def create_topics(settings: Settings, timeout: float = TIMEOUT_S) -> int:
     from confluent_kafka.admin import AdminClient, NewTopic
 
     specs = topic_specs(settings)
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient(client_config(settings))
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
+from conf.kafka_security import client_config  # noqa: E402
 from conf.settings import load_settings  # noqa: E402
 from services import RUNTIME, Kafka, credentials  # noqa: E402
 from spark_jobs.listener import read_progress  # noqa: E402
@@ -39,7 +40,7 @@ def empty_topics_and_bucket(settings) -> None:
     import boto3
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient(client_config(settings))
     topics = [settings.kafka.trades_topic, settings.kafka.quotes_topic, settings.kafka.dlq_topic]
     existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
     for future in (admin.delete_topics(existing).values() if existing else []):
@@ -85,7 +86,8 @@ def main(argv: list[str]) -> int:
     say(f"starting the streaming job (log: {stream_log})")
     # Batches of at most 20k records: the watermark advances batch by batch, so late events meet it.
     stream_env = {**os.environ, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "20000"}
-    stream = subprocess.Popen(
+    # S603 (here and below): argv lists, no shell, of this venv's spark-submit / python / dbt and the repo's jobs.
+    stream = subprocess.Popen(  # noqa: S603
         # Trades only: the demo's simulator produces no quotes, so quotes queries would only take cores.
         [str(BIN / "spark-submit"), "--driver-memory", "2g", str(REPO / "spark_jobs" / "stream.py"),
          "--entity", "trades"],
@@ -100,7 +102,7 @@ def main(argv: list[str]) -> int:
 
         say(f"producing simulated trades for {args.duration} s at {args.rate}/s "
             "(with duplicates, out-of-order, late and malformed events)")
-        subprocess.run(
+        subprocess.run(  # noqa: S603
             [sys.executable, "-m", "producer", "--source", "simulator", "--rate", str(args.rate),
              "--duration", str(args.duration), "--duplicate-ratio", "0.02", "--out-of-order-ratio", "0.02",
              "--late-ratio", "0.01", "--malformed-ratio", "0.005", "--malformed-target", "topic",
@@ -123,8 +125,8 @@ def main(argv: list[str]) -> int:
             stream.wait(timeout=120)
 
     say("reading the tables back")
-    result = subprocess.run([str(BIN / "spark-submit"), str(REPO / "spark_jobs" / "report.py"), "--entity", "trades",
-                             "--json", str(report_json)], capture_output=True, text=True)
+    result = subprocess.run([str(BIN / "spark-submit"), str(REPO / "spark_jobs" / "report.py"),  # noqa: S603
+                             "--entity", "trades", "--json", str(report_json)], capture_output=True, text=True)
     if not report_json.exists():
         print(result.stderr[-3000:], file=sys.stderr)
         raise SystemExit("demo: the report failed")
@@ -157,8 +159,8 @@ Tables:""")
     warehouse.unlink(missing_ok=True)  # the lake was emptied above: Gold starts from nothing too
     dbt_env = {**os.environ, "DBT_PROFILES_DIR": str(REPO / "dbt_project"), "DBT_DUCKDB_PATH": str(warehouse),
                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    build = subprocess.run([str(BIN / "dbt"), "build", "--project-dir", str(REPO / "dbt_project"), "--target",
-                            "local"], env=dbt_env, capture_output=True, text=True)
+    build = subprocess.run([str(BIN / "dbt"), "build", "--project-dir", str(REPO / "dbt_project"),  # noqa: S603
+                            "--target", "local"], env=dbt_env, capture_output=True, text=True)
     done = [line for line in build.stdout.splitlines() if "PASS=" in line]
     print(f"  dbt build: {done[-1].split('Done. ')[-1] if done else 'failed'}")
     if build.returncode != 0:

@@ -40,6 +40,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conf.kafka_security import client_config  # noqa: E402
 from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
 from spark_jobs.data_quality import parse_now  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
@@ -265,7 +266,7 @@ def main(argv: list[str]) -> int:
         return 2
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = AdminClient(client_config(settings))
     reports = []
     for entity_name in dict.fromkeys(args.entity or ENTITIES):
         for query in QUERIES:

@@ -82,15 +82,17 @@ def create_namespace(env: dict[str, str]) -> Settings:
 
 
 def delete_namespace(settings: Settings) -> None:
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
     kafka = settings.kafka
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    for future in admin.delete_topics([kafka.trades_topic, kafka.quotes_topic, kafka.dlq_topic]).values():
+    for topic, future in admin.delete_topics([kafka.trades_topic, kafka.quotes_topic, kafka.dlq_topic]).items():
         try:
             future.result(timeout=60)
-        except Exception:
-            pass  # already gone
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:  # already gone is fine; say anything else
+                say(f"could not delete topic {topic}: {exc}")
     s3 = s3_client(settings)
     bucket = settings.lake.bucket
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -120,7 +122,8 @@ def run_watched(command: list[str], env: dict[str, str], memory: PeakMemory, rol
     """Run a command to its end, output appended to `log`, its memory watched as `role`; fail loudly on a
     non-zero exit."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        # noqa below: S603, an argv list (no shell) of the commands this script builds itself.
+        proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
         memory.watch(role, proc.pid)
         code = proc.wait(timeout=timeout)
     if code != 0:
@@ -155,7 +158,8 @@ class LiveStream:
 
     def __init__(self, env: dict[str, str], log: Path, memory: PeakMemory, role: str):
         self.port = free_port()
-        self.proc = subprocess.Popen([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "stream.py"),
+        # noqa below: S603, an argv list (no shell) of the venv's spark-submit and this repo's job.
+        self.proc = subprocess.Popen([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "stream.py"),  # noqa: S603
                                       "--entity", "trades", "--metrics-port", str(self.port)],
                                      env=env, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -375,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         before_query = typical_query_seconds(spark, silver_uri)
         report_path = args.out / "compact.json"
         with (logs / "compact.log").open("ab") as out:
-            code = subprocess.run([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "compact.py"),
+            # noqa below: S603, an argv list (no shell) of the venv's spark-submit and this repo's job.
+            code = subprocess.run([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "compact.py"),  # noqa: S603
                                    "--entity", "trades", "--layer", "silver", "--now", COMPACT_NOW,
                                    "--json", str(report_path)], env=env_a, cwd=REPO, stdout=out,
                                   stderr=subprocess.STDOUT, timeout=1800).returncode

@@ -1,7 +1,9 @@
 """The dashboard's one query module: Gold tables in, pandas DataFrames out, from DuckDB or Snowflake.
 
 Both warehouses run the same SQL (plain selects on the Gold marts dbt builds, unqualified table names). Symbols
-are bound parameters, never formatted into SQL; an interval picks a table from a closed set.
+are checked against the trade contract (conf.identifiers.symbol) and then bound as parameters, never formatted
+into SQL; an interval picks a table from a closed set of names checked as plain identifiers; a limit is a checked
+int. Those are the only parts of any query text that are not literal.
 
 DuckDB: `dbt build` holds the file's write lock while it runs, and DuckDB locks per process, so every read opens
 the file read-only for as short as it can and closes it; a read that meets the lock raises WarehouseBusy (the app
@@ -10,7 +12,6 @@ keeps showing its last good data). A missing file or missing Gold tables raise W
 from __future__ import annotations
 
 import os
-import re
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 import duckdb
 import pandas as pd
 
-from conf.settings import Settings, load_schema
+from conf.identifiers import sql_identifier
+from conf.identifiers import symbol as ticker
+from conf.settings import Settings
 
 # The same variable and default as dbt_project/profiles.yml and `make gold` (relative paths: the working directory).
 DUCKDB_PATH_ENV = "DBT_DUCKDB_PATH"
@@ -38,8 +41,11 @@ CANDLE_TABLES = {
     "1d": ("fct_candles_1d", "cast(trading_date as timestamp)"),
 }
 INTERVALS = tuple(CANDLE_TABLES)
-# Symbols as the producer validates them (conf/schemas/trade.v1.json): one definition of a ticker.
-SYMBOL = re.compile(load_schema("trade.v1")["properties"]["symbol"]["pattern"])
+# The 1-minute tables _latest_minutes() reads.
+MINUTE_TABLES = ("fct_moving_averages", "fct_volatility")
+# Every table name formatted into SQL: a plain identifier in both warehouses (checked once, at import).
+FORMATTED_TABLES = tuple(sql_identifier(table, "dashboard.queries table", "duckdb")
+                         for table in (*(table for table, _ in CANDLE_TABLES.values()), *MINUTE_TABLES))
 
 # What to do about an empty warehouse (WarehouseEmpty's message says what is missing).
 EMPTY_HINT = "run `make demo` (or `make gold` after the stream has written Silver)"
@@ -179,9 +185,9 @@ def _first_line(exc: Exception) -> str:
 # ------------------------------------------------------------------------------------------------------- queries
 
 def check_symbol(symbol: Any) -> str:
-    if not isinstance(symbol, str) or not SYMBOL.fullmatch(symbol):
-        raise ValueError(f"symbol: {symbol!r} is not a ticker (upper case, like AAPL, BRK.B or BINANCE:BTCUSDT)")
-    return symbol
+    """The symbol if it is a ticker as the producer validates them (conf/schemas/trade.v1.json), else ValueError
+    (conf.identifiers.IdentifierError)."""
+    return ticker(symbol, "symbol")
 
 
 def check_interval(interval: Any) -> str:
@@ -224,6 +230,8 @@ def candles(reader: Reader, symbol: str, interval: str, limit: int) -> pd.DataFr
     # Window functions run before the LIMIT, so the running sums cover the whole session. (Snowflake has no
     # named WINDOW clause: the window is spelled out twice.)
     session = f"over (partition by trading_date order by {start} rows between unbounded preceding and current row)"
+    # S608: the only formatted parts are a table and an expression from CANDLE_TABLES (a closed set) and a checked
+    # int; the symbol is a bound parameter.
     return reader.frame(f"""
         select * from (
             select {start} as period_start, trading_date, open, high, low, close, volume, vwap, trade_count,
@@ -233,11 +241,14 @@ def candles(reader: Reader, symbol: str, interval: str, limit: int) -> pd.DataFr
             order by period_start desc
             limit {check_limit(limit)}
         ) as latest
-        order by period_start""", [check_symbol(symbol)])
+        order by period_start""", [check_symbol(symbol)])  # noqa: S608 - see above
 
 
 def _latest_minutes(table: str, limit: int) -> str:
     """Rows of `table` for the symbol (first ?) within its latest `limit` 1-minute candles (second ?)."""
+    if table not in MINUTE_TABLES:
+        raise ValueError(f"table: {table!r} is not one of {', '.join(MINUTE_TABLES)}")
+    # S608: `table` is one of MINUTE_TABLES, `limit` a checked int; the symbol is bound (the two ?).
     return f"""
         from {table}
         where symbol = ?
@@ -246,7 +257,7 @@ def _latest_minutes(table: str, limit: int) -> str:
                 select distinct candle_start from {table} where symbol = ? order by candle_start desc
                 limit {check_limit(limit)}
             ) as recent
-          )"""
+          )"""  # noqa: S608 - see above
 
 
 def moving_averages(reader: Reader, symbol: str, limit: int) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -69,10 +70,12 @@ def sha256_of(path: Path) -> str:
 
 
 def download(url: str, dest: Path, attempts: int = 4) -> None:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise SystemExit(f"fetch: not an http(s) URL: {url} (check STOCKLAKE_MAVEN_REPO)")
     tmp = dest.with_name(dest.name + ".part")
     for attempt in range(1, attempts + 1):
         try:
-            with urllib.request.urlopen(url, timeout=120) as resp, tmp.open("wb") as out:
+            with urllib.request.urlopen(url, timeout=120) as resp, tmp.open("wb") as out:  # noqa: S310 - checked
                 total = int(resp.headers.get("Content-Length") or 0)
                 done, last_report = 0, time.monotonic()
                 for chunk in iter(lambda: resp.read(1 << 20), b""):

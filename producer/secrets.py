@@ -9,7 +9,7 @@ import logging
 import os
 from typing import Mapping
 
-API_KEY_ENV = "FINNHUB_API_KEY"
+API_KEY_ENV = "FINNHUB_API_KEY"  # the variable's name  # pragma: allowlist secret
 MASK = "***"
 
 

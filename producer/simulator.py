@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
+from conf.identifiers import SYMBOL, is_symbol
 from conf.settings import load_schema
 
 from .events import ADDITIONAL_PROPERTIES, MALFORMED_JSON, SCHEMA_NAME, encode, make_trade_event
@@ -51,10 +52,6 @@ class SimRecord:
     clock_ms: int = 0             # simulated clock (epoch ms) when the record was emitted, for pacing
 
 
-def _symbol_pattern() -> re.Pattern[str]:
-    return re.compile(load_schema(SCHEMA_NAME)["properties"]["symbol"]["pattern"])
-
-
 def validate_symbols(symbols: Iterable[str], configured: Mapping[str, Mapping[str, Any]] | None = None
                      ) -> dict[str, dict[str, Any]]:
     """{symbol: {price, volatility, weight}} for the requested symbols, in order, without repeats.
@@ -63,11 +60,10 @@ def validate_symbols(symbols: Iterable[str], configured: Mapping[str, Mapping[st
     must match the contract's symbol pattern, else ValueError.
     """
     configured = configured or {}
-    pattern = _symbol_pattern()
     result: dict[str, dict[str, Any]] = {}
     for symbol in symbols:
-        if not isinstance(symbol, str) or not pattern.search(symbol):
-            raise ValueError(f"invalid symbol {symbol!r}: must match {pattern.pattern} "
+        if not is_symbol(symbol):  # the contract's pattern, matched in full (a trailing newline fails too)
+            raise ValueError(f"invalid symbol {symbol!r}: must match ^{SYMBOL.pattern}$ "
                              f"(upper-case ticker, e.g. AAPL, BRK.B)")
         if symbol not in result:
             result[symbol] = dict(configured.get(symbol, DEFAULT_SYMBOL_SPEC))
@@ -100,8 +96,9 @@ class MarketSimulator:
         if sum(ratios) > 1.0 + 1e-9:
             raise ValueError(f"duplicate, late, out-of-order and malformed ratios sum to {sum(ratios)}, > 1")
         schema = load_schema(SCHEMA_NAME)
-        if not re.search(schema["properties"]["source"]["pattern"], source):
-            raise ValueError(f"invalid source {source!r}: must match {schema['properties']['source']['pattern']}")
+        source_pattern = schema["properties"]["source"]["pattern"]
+        if not re.fullmatch(source_pattern.removeprefix("^").removesuffix("$"), source):  # no trailing newline
+            raise ValueError(f"invalid source {source!r}: must match {source_pattern}")
         for symbol, spec in symbols.items():
             if spec["price"] <= 0 or spec["volatility"] < 0 or spec["weight"] <= 0:
                 raise ValueError(f"{symbol}: price and weight must be > 0, volatility >= 0")
@@ -114,7 +111,7 @@ class MarketSimulator:
         for s in self._symbols:
             total += float(symbols[s]["weight"])
             self._cum_weights.append(total)
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # noqa: S311 - a seeded market simulation, reproducible; not cryptography
         self._rate = float(rate)
         self._start_ms = int(start_ms)
         self._mu = float(annual_drift)

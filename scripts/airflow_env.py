@@ -43,7 +43,8 @@ SECRET_MARKERS = ("SECRET", "PASSWORD", "PASSPHRASE", "TOKEN", "API_KEY", "PRIVA
 LOCAL_SPARK_CONNECTION = {"conn_type": "spark", "host": "local[2]"}
 LOCAL_PARALLELISM = 4
 # The simple auth manager's default file and user (what `airflow standalone` would generate and print).
-ADMIN_PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
+# (A file name, not a password: ruff's S105 and detect-secrets take the name for one, hence the two comments.)
+ADMIN_PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"  # noqa: S105  # pragma: allowlist secret
 ADMIN_USER = "admin"
 
 
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         print("airflow_env: run needs a command, e.g. run -- airflow standalone", file=sys.stderr)
         return 2
     home.mkdir(parents=True, exist_ok=True)
-    os.execvpe(command[0], command, env)  # resolved on the computed PATH: `airflow` is .venv-airflow's
+    # S606: exec without a shell is the point (the command replaces this process, signals reach it directly).
+    os.execvpe(command[0], command, env)  # noqa: S606 - resolved on the computed PATH: .venv-airflow's airflow
 
 
 if __name__ == "__main__":

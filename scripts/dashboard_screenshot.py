@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,8 +36,10 @@ def free_port() -> int:
 
 
 def _healthy(url: str) -> bool:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url!r}")
     try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:  # noqa: S310 - checked above
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
@@ -55,7 +58,8 @@ def serve(env: Mapping[str, str], log_path: Path, port: int | None = None, timeo
     env = {**env, "PYTHONPATH": str(REPO), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        # noqa below: S603, an argv list (no shell): this venv's python running streamlit on the repo's app.
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
                                    start_new_session=True)
     try:
         deadline = time.monotonic() + timeout

@@ -21,15 +21,17 @@ import sys
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 PACKAGE = "dclint"
 VERSION = "3.1.0"
 TARBALL_URL = f"https://registry.npmjs.org/{PACKAGE}/-/{PACKAGE}-{VERSION}.tgz"
-TARBALL_SHA256 = "73fc6079a0408c80c7ccea9e9e5c21c40551afaf15e8c1ee25a5ad6af1ec0414"
+# Checksums, not secrets (detect-secrets flags any long hex string, hence the pragmas).
+TARBALL_SHA256 = "73fc6079a0408c80c7ccea9e9e5c21c40551afaf15e8c1ee25a5ad6af1ec0414"  # pragma: allowlist secret
 MEMBER = "package/schemas/compose.schema.json"
-SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496"
+SCHEMA_SHA256 = "46b7d35f19dd93a05f8fea530291bf84d881c1791ec167ecf0e6fb94e639d496"  # pragma: allowlist secret
 
 
 class SchemaFetchError(RuntimeError):
@@ -45,9 +47,11 @@ def sha256_of(data: bytes) -> str:
 
 
 def download(url: str, attempts: int = 3) -> bytes:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise SchemaFetchError(f"not an http(s) URL: {url}")
     for attempt in range(1, attempts + 1):
         try:
-            with urllib.request.urlopen(url, timeout=60) as response:
+            with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - scheme checked above
                 return response.read()
         except (urllib.error.URLError, OSError) as exc:
             if attempt == attempts:

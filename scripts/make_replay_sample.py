@@ -32,7 +32,7 @@ REPEAT_RATIO = 0.05            # share of trade messages Finnhub delivers again
 
 def main() -> None:
     settings = load_settings({})
-    rng = random.Random(7)
+    rng = random.Random(7)  # noqa: S311 - a reproducible sample recording, not cryptography
     simulator = MarketSimulator(validate_symbols(SYMBOLS, settings.simulator.symbols), rate=RATE, seed=7,
                                 start_ms=START_MS, annual_drift=0.05, late_by_seconds=1800,
                                 out_of_order_max_seconds=5, source="finnhub")

@@ -34,18 +34,20 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script, the repo root is not on sys.path
     sys.path.insert(0, str(REPO))
 
+from conf.identifiers import IdentifierError, sql_identifier  # noqa: E402
 from conf.settings import ConfigError as SettingsError  # noqa: E402
 from conf.settings import load_settings  # noqa: E402
 
 TEMPLATE_DIR = REPO / "conf" / "snowflake"
 log = logging.getLogger("stocklake.snowflake_setup")
 
-# Environment variables, in one place so errors and docs use the same names.
+# Environment variables, in one place so errors and docs use the same names. (Names, not values: ruff's S105 and
+# detect-secrets take *_PASSWORD / *_PASSPHRASE / *_KEY names for secrets, hence the comments on those lines.)
 ENV_ACCOUNT = "SNOWFLAKE_ACCOUNT"
 ENV_USER = "SNOWFLAKE_USER"
-ENV_PASSWORD = "SNOWFLAKE_PASSWORD"
-ENV_PRIVATE_KEY_PATH = "SNOWFLAKE_PRIVATE_KEY_PATH"
-ENV_PRIVATE_KEY_PASSPHRASE = "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
+ENV_PASSWORD = "SNOWFLAKE_PASSWORD"  # noqa: S105  # pragma: allowlist secret
+ENV_PRIVATE_KEY_PATH = "SNOWFLAKE_PRIVATE_KEY_PATH"  # pragma: allowlist secret
+ENV_PRIVATE_KEY_PASSPHRASE = "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"  # noqa: S105  # pragma: allowlist secret
 ENV_ROLE = "SNOWFLAKE_ROLE"
 ENV_WAREHOUSE = "SNOWFLAKE_WAREHOUSE"
 ENV_DATABASE = "SNOWFLAKE_DATABASE"
@@ -67,9 +69,8 @@ DEFAULTS = {
     ENV_STAGE: "STOCKLAKE_LAKE",
 }
 
-# Unquoted Snowflake identifier: a letter or underscore, then letters, digits, _ or $; at most 255 characters.
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-IDENTIFIER_MAX = 255
+# Identifiers: unquoted Snowflake identifiers, checked by conf.identifiers.sql_identifier (letters, digits, _ and $,
+# at most 255 characters).
 # IAM role ARN (any AWS partition); role names and paths use only these characters, never a quote.
 ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 # S3 bucket names (lower case, digits, dots, hyphens; 3-63) as AWS and MinIO accept them.
@@ -167,14 +168,10 @@ def _show(value: str) -> str:
 
 def identifier(value: str | None, env: str) -> str:
     """Validate an unquoted identifier and return it upper-cased, as Snowflake would resolve it."""
-    if value is None or value == "":
-        raise ConfigError(f"{env}: required, an unquoted Snowflake identifier (letters, digits, _ and $)")
-    if len(value) > IDENTIFIER_MAX:
-        raise ConfigError(f"{env}: longer than {IDENTIFIER_MAX} characters")
-    if not IDENTIFIER.fullmatch(value):
-        raise ConfigError(f"{env}: {_show(value)} is not an unquoted Snowflake identifier "
-                          f"(a letter or _, then letters, digits, _ or $)")
-    return value.upper()
+    try:
+        return sql_identifier(value, env, "snowflake").upper()
+    except IdentifierError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def role_arn(value: str, env: str) -> str:
@@ -199,8 +196,7 @@ def quote_ident(*parts: str) -> Sql:
     """A (qualified) quoted identifier: "DB"."SCHEMA"."NAME". Parts are validated identifiers; the doubling of
     embedded quotes is Snowflake's escape and only a second line of defence."""
     for part in parts:
-        if not IDENTIFIER.fullmatch(part) or len(part) > IDENTIFIER_MAX:
-            raise ValueError(f"not a validated identifier: {part!r}")
+        sql_identifier(part, "identifier", "snowflake")  # IdentifierError (a ValueError) for anything else
     return Sql(".".join('"' + part.replace('"', '""') + '"' for part in parts))
 
 
@@ -294,7 +290,8 @@ def _private_key_der(config: ConnectionConfig) -> bytes:
     """The PEM private key as PKCS#8 DER bytes, the form the connector takes; errors never show key material."""
     from cryptography.hazmat.primitives import serialization
 
-    assert config.private_key_path is not None
+    if config.private_key_path is None:
+        raise ConfigError(f"{ENV_PRIVATE_KEY_PATH}: required for key-pair authentication")
     try:
         pem = config.private_key_path.read_bytes()
     except OSError as exc:
@@ -327,9 +324,10 @@ def connect_kwargs(config: ConnectionConfig) -> dict[str, Any]:
     if config.private_key_path:
         kwargs["authenticator"] = "SNOWFLAKE_JWT"
         kwargs["private_key"] = _private_key_der(config)
-    else:
-        assert config.password is not None
+    elif config.password is not None:
         kwargs["password"] = config.password.reveal()
+    else:
+        raise ConfigError(f"{ENV_PASSWORD}: required, or {ENV_PRIVATE_KEY_PATH} for key-pair authentication")
     return kwargs
 
 

@@ -8,11 +8,13 @@ days (default maintenance.bronze_retention_days, 730). Quarantine gets the same 
 raw records too (those that broke the contract), partitioned the same way by Kafka time, and keeping them longer
 than Bronze itself would serve nothing. Silver is never touched: it is the curated history Gold is built from.
 
-The DELETE's predicate is on the partition column only (`date < 'YYYY-MM-DD'`), so Delta removes whole files in
-one metadata-only commit and rewrites nothing; the files themselves disappear at the next VACUUM past its
-retention (spark_jobs/vacuum.py). N must be greater than maintenance.reconcile_lookback_days, or the reconcile
-job would lose the Bronze rows it reads. The report lists each partition deleted (files, bytes and rows from
-the table's snapshot before the DELETE) and the rows the DELETE says it removed.
+The DELETE's predicate is on the partition column only (`date < :cutoff`, the date a bound parameter), so Delta
+removes whole files in one metadata-only commit and rewrites nothing; the files themselves disappear at the next
+VACUUM past its retention (spark_jobs/vacuum.py). The table's location is spelled into the statement (a Delta
+path cannot be a parameter), so it is checked as a plain s3a:// lake path first (conf.identifiers.lake_uri). N
+must be greater than maintenance.reconcile_lookback_days, or the reconcile job would lose the Bronze rows it
+reads. The report lists each partition deleted (files, bytes and rows from the table's snapshot before the
+DELETE) and the rows the DELETE says it removed.
 
 `--now` (default: the real UTC now) is for tests and backfills. Exit 0 when every table was handled (a missing
 table is skipped with a line), 1 when one failed, 2 on bad configuration or arguments.
@@ -21,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import date
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conf.identifiers import IdentifierError, lake_uri  # noqa: E402
 from conf.settings import Settings  # noqa: E402
 from spark_jobs.maintenance import (add_common_arguments, expired_partitions, first_line,  # noqa: E402
                                     is_delta_table, job_main, log_event, parse_utc, read_partition_stats,
@@ -57,8 +61,22 @@ def days_error(days: int, reconcile_lookback_days: int) -> str | None:
     return None
 
 
+def table_uri(settings: Settings, entity: str, layer: str) -> str:
+    """The table's s3a:// location, checked: it is spelled into the DELETE (a Delta path cannot be a parameter)."""
+    return lake_uri(settings.lake_uri(ENTITIES[entity].table(layer)), "lake.bucket (STOCKLAKE_LAKE_BUCKET)")
+
+
+def delete_before(spark, uri: str, cutoff: str) -> list:
+    """DELETE the rows dated before `cutoff` (YYYY-MM-DD) from the Delta table at `uri`; the result rows.
+    The location is checked again here and the date is a bound parameter: nothing unchecked reaches the SQL."""
+    table = lake_uri(uri, "table")
+    day = date.fromisoformat(cutoff).isoformat()  # ValueError for anything but a date
+    statement = f"DELETE FROM delta.`{table}` WHERE date < :cutoff"  # noqa: S608 - checked location, bound date
+    return spark.sql(statement, args={"cutoff": day}).collect()
+
+
 def apply_retention(spark, settings: Settings, entity: str, layer: str, cutoff: str) -> dict:
-    uri = settings.lake_uri(ENTITIES[entity].table(layer))
+    uri = table_uri(settings, entity, layer)
     result = {"entity": entity, "layer": layer, "table": uri, "cutoff_date": cutoff, "partitions_deleted": []}
     if not is_delta_table(spark, uri):
         log_event("retention_skipped", table=uri, reason="no Delta table")
@@ -78,8 +96,7 @@ def apply_retention(spark, settings: Settings, entity: str, layer: str, cutoff: 
             return {**result, "status": "nothing_to_do", "rows_deleted": 0}
         log_event("retention_delete", table=uri, cutoff_date=cutoff, partitions=len(expired))
         # Only the partition column in the predicate: Delta drops whole files without reading or rewriting any.
-        rows, attempts = retry_once_on_conflict(
-            lambda: spark.sql(f"DELETE FROM delta.`{uri}` WHERE date < '{cutoff}'").collect(), on_conflict)
+        rows, attempts = retry_once_on_conflict(lambda: delete_before(spark, uri, cutoff), on_conflict)
     except Exception as exc:
         log_event("retention_failed", table=uri, error=first_line(exc))
         return {**result, "status": "failed", "conflicts": conflicts, "error": first_line(exc)}
@@ -123,9 +140,20 @@ def check_days(settings: Settings, args: argparse.Namespace) -> str | None:
     return days_error(args.days, settings.maintenance.reconcile_lookback_days)
 
 
+def check_options(settings: Settings, args: argparse.Namespace) -> str | None:
+    """Why the job is refused before Spark starts: a table location that is not a plain lake path, or --days."""
+    try:
+        for entity in args.entities:
+            for layer in LAYERS:
+                table_uri(settings, entity, layer)
+    except IdentifierError as exc:
+        return f"configuration error: {exc}"
+    return check_days(settings, args)
+
+
 def main(argv: list[str], spark=None) -> int:
     """Entry point; pass `spark` to run in an existing session (tests), which is then left running."""
-    return job_main("retention", parse_args(argv), spark, run, summary_line, check_days)
+    return job_main("retention", parse_args(argv), spark, run, summary_line, check_options)
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

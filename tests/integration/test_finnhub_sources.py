@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 SAMPLE = REPO / "producer" / "samples" / "finnhub-ws-sample.jsonl"
 SAMPLE_DISTINCT_TRADES = 1200
-API_KEY = "integration-key-7d41c09b"
+API_KEY = "integration-key-7d41c09b"  # pragma: allowlist secret
 T0 = 1_795_185_600_000  # 2026-11-20T14:40:00Z, after the sample's trades
 
 

@@ -717,7 +717,7 @@ def test_depends_on_targets_exist_with_conditions_they_can_meet(services):
 # -- Airflow's start script --------------------------------------------------------------------------------------------
 
 def test_airflow_container_environment(tmp_path):
-    base = {"PATH": "/usr/bin", "AIRFLOW_ADMIN_PASSWORD": "pw-from-env",
+    base = {"PATH": "/usr/bin", "AIRFLOW_ADMIN_PASSWORD": "pw-from-env",  # pragma: allowlist secret
             "AIRFLOW_CONN_SPARK_DEFAULT": '{"conn_type": "spark", "host": "spark://spark-master:7077"}'}
     env = airflow_standalone.container_environment(base, tmp_path)
     assert env["AIRFLOW__API__HOST"] == "0.0.0.0"

@@ -362,7 +362,7 @@ def test_reads_release_the_file_so_a_writer_can_take_it(gold):
 # ------------------------------------------------------------------------------------------- choosing the warehouse
 
 SNOWFLAKE_ENV = {"SNOWFLAKE_ACCOUNT": "acme-prod", "SNOWFLAKE_USER": "dashboard_reader",
-                 "SNOWFLAKE_PASSWORD": "pw-s3cret", "SNOWFLAKE_WAREHOUSE": "reporting_wh"}
+                 "SNOWFLAKE_PASSWORD": "pw-s3cret", "SNOWFLAKE_WAREHOUSE": "reporting_wh"}  # pragma: allowlist secret
 
 
 def test_local_target_reads_the_duckdb_file_dbt_builds(tmp_path):

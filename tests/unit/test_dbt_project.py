@@ -103,7 +103,7 @@ def _dbt(*args: str, tmp: Path, target: str = "local", extra_env: dict | None = 
 
 def _surrogate_key(label: str, *parts: str) -> str:
     """What macros/keys.sql computes: md5 of 'label|part|...', in lower-case hex."""
-    return hashlib.md5("|".join([label, *parts]).encode()).hexdigest()
+    return hashlib.md5("|".join([label, *parts]).encode(), usedforsecurity=False).hexdigest()
 
 
 def _models(manifest: dict) -> dict[str, dict]:
@@ -198,7 +198,7 @@ def test_powerbi_doc_names_only_what_the_models_have(local_manifest):
 
 
 SNOWFLAKE_ENV = {"SNOWFLAKE_ACCOUNT": "example-account", "SNOWFLAKE_USER": "nobody",
-                 "SNOWFLAKE_PASSWORD": "not-used", "SNOWFLAKE_DATABASE": "LAKE_DB",
+                 "SNOWFLAKE_PASSWORD": "not-used", "SNOWFLAKE_DATABASE": "LAKE_DB",  # pragma: allowlist secret
                  "SNOWFLAKE_SILVER_SCHEMA": "SILVER_EXT"}
 
 
@@ -298,15 +298,15 @@ def _assert_star_schema_keys(con) -> None:
     assert con.execute(
         "select candle_key, trading_date, date_key from fct_candles_1m "
         "where symbol = 'AAPL' and candle_start = timestamp '2026-11-20 03:30:00'").fetchall() == [
-        ("26a145b9e4c366dd1cb62e8d124a67de", date(2026, 11, 19), 20261119)]
+        ("26a145b9e4c366dd1cb62e8d124a67de", date(2026, 11, 19), 20261119)]  # pragma: allowlist secret
     assert con.execute(
         "select candle_key, date_key, trade_count from fct_candles_1h "
         "where symbol = 'AAPL' and candle_start = timestamp '2026-11-20 03:00:00'").fetchall() == [
-        ("b93d070755416b7de3394cb4948e355f", 20261119, 1)]
+        ("b93d070755416b7de3394cb4948e355f", 20261119, 1)]  # pragma: allowlist secret
     assert con.execute(
         "select candle_key, date_key, close from fct_candles_1d "
         "where symbol = 'AAPL' and trading_date = date '2026-11-19'").fetchall() == [
-        ("f4516db51856289181cce2cbc4f919d9", 20261119, 95.0)]
+        ("f4516db51856289181cce2cbc4f919d9", 20261119, 95.0)]  # pragma: allowlist secret
 
     timestamp = "%Y-%m-%d %H:%M:%S"
     surrogate = {

@@ -15,7 +15,7 @@ from tests.standins.finnhub_ws_server import FinnhubWsStandIn, Session, trade_it
 from tests.standins.memory_publisher import MemoryPublisher
 
 SAMPLE = Path(__file__).resolve().parents[2] / "producer" / "samples" / "finnhub-ws-sample.jsonl"
-API_KEY = "cli-test-key-5f2a9e"
+API_KEY = "cli-test-key-5f2a9e"  # pragma: allowlist secret
 
 
 @pytest.fixture

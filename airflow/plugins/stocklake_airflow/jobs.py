@@ -79,8 +79,9 @@ def warehouse_target() -> str:
     """warehouse.target from the pipeline's settings (local or snowflake), read through the job environment."""
     import subprocess
 
-    result = subprocess.run([JOB_PYTHON, "-m", "conf.settings", "warehouse.target"], cwd=REPO, capture_output=True,
-                            text=True, check=False, timeout=60)
+    # noqa below: S603, a fixed argv list (no shell) of the job environment's python.
+    result = subprocess.run([JOB_PYTHON, "-m", "conf.settings", "warehouse.target"],  # noqa: S603
+                            cwd=REPO, capture_output=True, text=True, check=False, timeout=60)
     if result.returncode != 0:
         raise RuntimeError(f"cannot read warehouse.target: {result.stderr.strip()}")
     return result.stdout.strip()

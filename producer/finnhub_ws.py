@@ -95,7 +95,7 @@ class MessageHandler:
         trades_topic = self.sink.publisher.trades_topic
         try:
             message = json.loads(text)
-        except ValueError:  # includes UnicodeDecodeError
+        except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError; RecursionError: deep nesting
             self.sink.reject(raw, "malformed_json", trades_topic)
             return "malformed_json"
         kind = message.get("type") if isinstance(message, dict) else None

@@ -30,7 +30,7 @@ def parse_line(line: str) -> tuple[int, str] | None:
     """(received_at_ms, message text) of a log line, or None if the line is not a record."""
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line nested deeper than Python's parser goes
         return None
     if not isinstance(record, dict):
         return None
@@ -50,7 +50,7 @@ def first_trade_ms(path: Path) -> int | None:
                 continue
             try:
                 message = json.loads(parsed[1])
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(message, dict) and message.get("type") == "trade" and isinstance(message.get("data"), list):
                 for item in message["data"]:

@@ -89,6 +89,9 @@ def item_rules(spec: dict[str, Any], value: Column) -> dict[str, Column]:
     interprets (no generated code), so parse_json computes them in a projection of their own."""
     items = spec.get("items", {})
     rules = {}
+    if "items" in spec:
+        # ["1", null] has the element type STRING and from_json keeps the null: the item is not of the items' type.
+        rules["type"] = F.exists(value, lambda item: item.isNull())
     if "maxLength" in items:
         rules["maxLength"] = F.exists(value, lambda item: F.length(item) > items["maxLength"])
     if "pattern" in items:
@@ -126,6 +129,7 @@ FAST_COLUMN = "_fast"                 # from_json of the text into the typed str
 CANONICAL_COLUMN = "_canonical"       # the text is exactly that struct written back as JSON
 JSON_COLUMN = "_json"                 # the text parsed as VARIANT (other records only)
 JSON_KEYS_COLUMN = "_json_keys"       # its top-level keys (other records only)
+SINGLE_COLUMN = "_single_value"       # the text is one JSON value, nothing after it (other records only)
 JSON_TYPE_PREFIX = "_json_type_"      # each top-level field's JSON type
 TYPED_PREFIX = "_typed_"              # each field's typed value
 ITEMS_PREFIX = "_items_"              # item rules of array fields
@@ -165,8 +169,16 @@ def parse_json(df: DataFrame, raw_column: str, schema: dict[str, Any], event_col
     is_canonical = F.col(CANONICAL_COLUMN)
 
     exact_text = F.when(~is_canonical, F.col(TEXT_COLUMN))
+    # Spark's JSON parsers stop after the first value, so `{...}x` or two objects back to back would parse. Wrapped
+    # as [text, "<sha256 of text>"], a single value gives exactly those two elements; trailing content cannot
+    # (it would have to contain the hash of itself).
+    digest = F.sha2(exact_text, 256)
+    wrapped = F.try_parse_json(F.concat(F.lit("["), exact_text, F.lit(',"'), digest, F.lit('"]')))
+    single = F.coalesce((F.size(F.try_variant_get(wrapped, "$", "array<variant>")) == 2)
+                        & (F.try_variant_get(wrapped, "$[1]", "string") == digest), F.lit(False))
     staged = staged.withColumns({JSON_COLUMN: F.try_parse_json(exact_text),
-                                 JSON_KEYS_COLUMN: F.json_object_keys(exact_text)})  # null unless an object
+                                 JSON_KEYS_COLUMN: F.json_object_keys(exact_text),  # null unless an object
+                                 SINGLE_COLUMN: single})
     staged = staged.withColumns({f"{JSON_TYPE_PREFIX}{name}": F.when(~is_canonical, field_type(F.col(JSON_COLUMN), name))
                                  for name in properties})
     type_ok = {name: type_matches(F.col(f"{JSON_TYPE_PREFIX}{name}"), spec) for name, spec in properties.items()}
@@ -185,14 +197,16 @@ def parse_json(df: DataFrame, raw_column: str, schema: dict[str, Any], event_col
     event = F.struct(*[typed[name].alias(name) for name in properties])
 
     keys = F.col(JSON_KEYS_COLUMN)
-    exact = _violations(schema, F.col(JSON_COLUMN).isNull() | keys.isNull(),
+    exact = _violations(schema, F.col(JSON_COLUMN).isNull() | keys.isNull() | ~F.col(SINGLE_COLUMN),
                         lambda name: F.array_contains(keys, name), type_ok, typed, items_broken,
-                        F.size(F.array_except(keys, F.array(*[F.lit(name) for name in properties]))) > 0)
+                        F.size(F.array_except(keys, F.array(*[F.lit(name) for name in properties]))) > 0,
+                        lambda name: F.coalesce(F.col(f"{JSON_TYPE_PREFIX}{name}") == "VOID", F.lit(False)),
+                        lambda name: F.try_variant_get(F.col(JSON_COLUMN), f"$['{name}']", "double") < 0)
     # A canonical record: present = non-null (to_json leaves nulls out), every type right, no unknown key.
     checked = _violations(schema, F.lit(False), lambda name: typed[name].isNotNull(),
                           {name: F.lit(True) for name in properties}, typed, items_broken, F.lit(False))
     violations = F.when(is_canonical, F.array(*checked)).otherwise(F.array(*exact))
-    helpers = [TEXT_COLUMN, FAST_COLUMN, CANONICAL_COLUMN, JSON_COLUMN, JSON_KEYS_COLUMN,
+    helpers = [TEXT_COLUMN, FAST_COLUMN, CANONICAL_COLUMN, JSON_COLUMN, JSON_KEYS_COLUMN, SINGLE_COLUMN,
                *[f"{prefix}{name}" for prefix in (JSON_TYPE_PREFIX, TYPED_PREFIX) for name in properties],
                *item_columns]
     return (staged.withColumns({event_column: event, violations_column: violations})
@@ -201,7 +215,8 @@ def parse_json(df: DataFrame, raw_column: str, schema: dict[str, Any], event_col
 
 def _violations(schema: dict[str, Any], malformed: Column, present, type_ok: dict[str, Column],
                 typed: dict[str, Column], items_broken: dict[str, dict[str, Column]],
-                unknown_keys: Column) -> list[Column]:
+                unknown_keys: Column, json_null=lambda name: F.lit(False),
+                negative=lambda name: F.lit(False)) -> list[Column]:
     """One column per rule of the contract, in contract order: null where it holds, else the reason.
     `present(name)` says whether the record has the field; `unknown_keys` whether it has fields the contract lacks."""
     properties: dict[str, dict[str, Any]] = schema["properties"]
@@ -211,6 +226,13 @@ def _violations(schema: dict[str, Any], malformed: Column, present, type_ok: dic
         violations.append(F.when(~present(name), F.lit(f"{name}:required")))
     for name, spec in properties.items():
         violations.append(F.when(present(name) & ~type_ok[name], F.lit(f"{name}:type")))
+        if "integer" in _types(spec):
+            # An integer of the right JSON type that does not fit a bigint (beyond 2^63 - 1): its typed value is
+            # null, so the value rules below would pass it. It is out of any range the contract can mean.
+            out_of_range = present(name) & type_ok[name] & typed[name].isNull() & ~json_null(name)
+            too_low = F.coalesce(negative(name), F.lit(False))
+            violations.append(F.when(out_of_range, F.when(too_low, F.lit(f"{name}:minimum"))
+                                     .otherwise(F.lit(f"{name}:maximum"))))
         violations.extend(_constraint_violations(name, spec, typed[name], items_broken[name]))
     if schema.get("additionalProperties") is False:
         violations.append(F.when(unknown_keys, F.lit("additionalProperties")))

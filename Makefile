@@ -29,7 +29,7 @@ export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 PYTEST_ARGS ?=
 
 .PHONY: help setup airflow-setup services-up services-down services-status services-reset demo gold airflow test \
-        test-unit lock clean dashboard bench
+        test-unit lock clean dashboard bench chaos
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -129,6 +129,18 @@ airflow: services-up airflow-setup ## run Airflow 3 locally: UI on http://127.0.
 test: setup ## start the services, run the whole test suite, stop the services
 	@status=0; \
 	$(PYTHON) scripts/services.py up && $(PYTHON) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(PYTHON) scripts/services.py down; \
+	exit $$status
+
+# The fault tests at full length (tests/integration/test_faults.py): the stream job SIGKILLed CHAOS_KILLS times
+# (a third at random moments, a third right after a Bronze commit, a third after a Silver one) under a steady
+# producer load, plus the broker restart, object-store outage, producer SIGKILL and data-loss runbook tests.
+# make test runs the same file with 3 kills. CHAOS_SEED picks the random moments.
+CHAOS_KILLS ?= 12
+chaos: setup ## the fault tests at full length: 12 SIGKILLs of the stream under load, broker and MinIO restarts (~15 min)
+	@status=0; \
+	$(PYTHON) scripts/services.py up && CHAOS_KILLS=$(CHAOS_KILLS) $(PYTHON) -m pytest tests/integration/test_faults.py \
+	  $(PYTEST_ARGS) || status=$$?; \
 	$(PYTHON) scripts/services.py down; \
 	exit $$status
 

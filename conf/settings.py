@@ -21,6 +21,8 @@ ENV_PREFIX = "STOCKLAKE_"
 OVERRIDE_FILE_ENV = "STOCKLAKE_CONFIG"
 # STOCKLAKE_* variables that are not settings: where the override file, the cache and the runtime folder are,
 # and (for Airflow tasks, scripts/airflow_env.py) the checkout and the job environment's Python.
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 NON_SETTING_ENV = {"STOCKLAKE_CONFIG", "STOCKLAKE_CACHE", "STOCKLAKE_HOME", "STOCKLAKE_REPO", "STOCKLAKE_JOB_PYTHON"}
 INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(milliseconds?|ms|seconds?|s|minutes?|min|hours?|h)\s*$", re.I)
 INTERVAL_SECONDS = {"ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1, "second": 1, "seconds": 1,
@@ -183,6 +185,18 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
         section, key = path.split(".")
         if merged[section][key] <= 0:
             raise ConfigError(f"{path}: must be greater than 0, got {merged[section][key]}")
+    kafka = merged["kafka"]
+    if kafka["security_protocol"] not in KAFKA_SECURITY_PROTOCOLS:
+        raise ConfigError(f"kafka.security_protocol: must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+                          f"got {kafka['security_protocol']!r}")
+    if kafka["sasl_mechanism"] not in KAFKA_SASL_MECHANISMS:
+        raise ConfigError(f"kafka.sasl_mechanism: must be one of {', '.join(KAFKA_SASL_MECHANISMS)}, "
+                          f"got {kafka['sasl_mechanism']!r}")
+    if kafka["sasl_mechanism"] == "PLAIN" and kafka["security_protocol"] == "SASL_PLAINTEXT":
+        # PLAIN sends the password itself; only over TLS.
+        raise ConfigError("kafka.sasl_mechanism: PLAIN sends the password in clear; use SCRAM or SASL_SSL")
+    if kafka["ssl_ca_location"] and not Path(kafka["ssl_ca_location"]).is_file():
+        raise ConfigError(f"kafka.ssl_ca_location: no such file: {kafka['ssl_ca_location']}")
     if merged["stream"]["starting_offsets"] not in ("earliest", "latest"):
         raise ConfigError(f"stream.starting_offsets: must be earliest or latest, "
                           f"got {merged['stream']['starting_offsets']!r}")

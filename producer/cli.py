@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import math
-import re
 import signal
 import sys
 import time
@@ -30,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from conf.identifiers import is_symbol
 from conf.settings import ConfigError, Settings, load_schema, load_settings
 
 from .events import SCHEMA_NAME, EventValidator
@@ -217,8 +217,7 @@ def _parse_source_args(parser: argparse.ArgumentParser, args: argparse.Namespace
     symbols = split_symbols(args.symbols) if args.symbols is not None else list(settings.finnhub.symbols)
     if not symbols:
         parser.error("--symbols: no symbols given")
-    pattern = re.compile(load_schema(SCHEMA_NAME)["properties"]["symbol"]["pattern"].strip("^$"))
-    bad = [symbol for symbol in symbols if not pattern.fullmatch(symbol)]
+    bad = [symbol for symbol in symbols if not is_symbol(symbol)]  # conf/schemas/trade.v1.json's pattern
     if bad:
         parser.error(f"--symbols: invalid symbol {bad[0]!r} (upper case, e.g. AAPL, BRK.B, BINANCE:BTCUSDT)")
     args.symbols = list(dict.fromkeys(symbols))  # a symbol twice would be subscribed twice
@@ -485,6 +484,11 @@ def format_live_summary(summary: dict[str, Any]) -> str:
 
 # -- entry point ----------------------------------------------------------------------------------------------
 
+def source_topics(source: str) -> tuple[str, ...]:
+    """The kafka.* topic settings a source publishes to (checked at start-up)."""
+    return ("quotes_topic", "dlq_topic") if source == "finnhub-rest" else ("trades_topic", "dlq_topic")
+
+
 def main(argv: Sequence[str] | None = None,
          publisher_factory: Callable[[Settings], Publisher] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -514,6 +518,16 @@ def main(argv: Sequence[str] | None = None,
             market_hours = MarketHours.from_settings(settings)
         except ValueError as exc:  # e.g. an unknown market_hours.calendar
             print(f"python -m producer: error: configuration: market_hours: {exc}", file=sys.stderr)
+            return 2
+
+    if publisher_factory is None:
+        # The real Kafka: the brokers must answer and the topics exist, or fail now in one line rather than
+        # after delivery.timeout.ms of retries.
+        from conf.preflight import preflight
+        try:
+            preflight(settings, kafka_topics=source_topics(args.source))
+        except ConfigError as exc:
+            print(f"python -m producer: error: configuration: {exc}", file=sys.stderr)
             return 2
 
     from .metrics import ProducerMetrics

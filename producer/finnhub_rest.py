@@ -48,7 +48,7 @@ log = logging.getLogger("producer.finnhub_rest")
 
 QUOTE_SOURCE = "finnhub"  # the `source` of every quote event from Finnhub (the id hashes it)
 QUOTE_PATH = "/quote"
-TOKEN_HEADER = "X-Finnhub-Token"
+TOKEN_HEADER = "X-Finnhub-Token"  # noqa: S105 - the header's name; the key comes from FINNHUB_API_KEY
 USER_AGENT = "stocklake-producer"
 # Finnhub quote fields -> quote.v1 field names, in the schema's order, so reasons read as the contract's do.
 QUOTE_FIELDS = {"c": "current", "d": "change", "dp": "percent_change", "h": "high", "l": "low", "o": "open",
@@ -195,7 +195,8 @@ def retry_backoffs(finnhub: Any, rand: Callable[[], float]) -> tuple[Backoff, Ba
     """The waits of a Finnhub REST client (settings section `finnhub`): (after a 429, after a failure), both
     capped at reconnect_max_seconds."""
     ceiling = float(finnhub.reconnect_max_seconds)
-    return (Backoff(float(finnhub.rate_limited_initial_seconds), ceiling, rand),
+    # A first 429 wait above the ceiling is the ceiling (it used to raise out of the client at start-up).
+    return (Backoff(min(float(finnhub.rate_limited_initial_seconds), ceiling), ceiling, rand),
             Backoff(float(finnhub.reconnect_initial_seconds), ceiling, rand))
 
 
@@ -226,8 +227,11 @@ class PollResult:
 def finnhub_get(opener: urllib.request.OpenerDirector, url: str, api_key: str, timeout: float,
                 max_bytes: int = MAX_BODY_BYTES) -> tuple[int, Message, bytes]:
     """(status, headers, body) of a Finnhub REST GET, the key in the X-Finnhub-Token header (never in the URL);
-    non-2xx statuses are returned, not raised; the body is read up to max_bytes + 1 (callers refuse more)."""
-    request = urllib.request.Request(url, method="GET",
+    non-2xx statuses are returned, not raised; the body is read up to max_bytes + 1 (callers refuse more).
+    Only http(s) URLs: anything else (file:, ftp:, a custom scheme) is a FinnhubError before any request."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise FinnhubError(f"not an http(s) URL: {url!r} (check finnhub.rest_url)")
+    request = urllib.request.Request(url, method="GET",  # noqa: S310 - scheme checked above
                                      headers={"Accept": "application/json", "User-Agent": USER_AGENT})
     # Unredirected: even a redirect some future opener follows would not carry the key along.
     request.add_unredirected_header(TOKEN_HEADER, api_key)
@@ -330,10 +334,10 @@ class QuotePoller:
         self.sink.received()
         quote = decode(body)
         reason = quote_reason(quote, self._wall_clock(), self.max_age) if quote is not None else MALFORMED_JSON
-        if reason is not None:
+        if quote is None or reason is not None:
+            reason = reason or MALFORMED_JSON
             self.sink.reject(body, reason, self.sink.publisher.quotes_topic, symbol.encode("utf-8"))
             return PollResult(symbol, DLQ, reason)
-        assert quote is not None
         reason = self.sink.publish_quote(quote_event_from(symbol, quote))  # the contract's say (e.g. c <= 0)
         return PollResult(symbol, PUBLISHED, None) if reason is None else PollResult(symbol, DLQ, reason)
 

@@ -5,6 +5,7 @@ Everything that decides *what* to send lives elsewhere (producer.cli); this modu
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import socket
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from confluent_kafka import KafkaException, Producer
 
+from conf.kafka_security import client_config
 from conf.settings import Settings
 
 if TYPE_CHECKING:
@@ -29,9 +31,8 @@ POLL_EVERY = 1000
 
 
 def producer_config(settings: Settings, client_id: str | None = None) -> dict[str, Any]:
-    """librdkafka configuration for the trades producer, from settings.kafka and settings.producer."""
-    return {
-        "bootstrap.servers": settings.kafka.bootstrap_servers,
+    """librdkafka configuration for the trades producer, from settings.kafka (with its security) and settings.producer."""
+    return client_config(settings, **{
         "client.id": client_id or f"stocklake-producer-{socket.gethostname()}",
         # Idempotence (with acks=all) means librdkafka's retries never duplicate or reorder a partition.
         "enable.idempotence": True,
@@ -40,12 +41,21 @@ def producer_config(settings: Settings, client_id: str | None = None) -> dict[st
         "batch.size": settings.producer.batch_size_bytes,
         "compression.type": settings.producer.compression,
         "delivery.timeout.ms": settings.producer.delivery_timeout_ms,
-    }
+    })
+
+
+# A DLQ message must fit Kafka's default 1 MB message limit whatever was rejected: JSON escaping or base64 can
+# double a payload, so raw payloads longer than this keep their first bytes, plus their length and sha256.
+DLQ_RAW_LIMIT_BYTES = 256 * 1024
 
 
 def dlq_record(raw: bytes, reason: str, source: str, intended_topic: str, received_at_ms: int) -> bytes:
-    """The DLQ message for a rejected payload: raw kept as text if it is UTF-8, else base64."""
+    """The DLQ message for a rejected payload: raw kept as text if it is UTF-8, else base64; a payload over
+    DLQ_RAW_LIMIT_BYTES is cut there (raw_truncated, with raw_bytes and raw_sha256 of the whole payload)."""
     record: dict[str, Any] = {"reason": reason, "source": source, "intended_topic": intended_topic}
+    if len(raw) > DLQ_RAW_LIMIT_BYTES:
+        record.update(raw_truncated=True, raw_bytes=len(raw), raw_sha256=hashlib.sha256(raw).hexdigest())
+        raw = raw[:DLQ_RAW_LIMIT_BYTES]
     try:
         record["raw"] = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -70,6 +70,9 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.types import DateType, TimestampNTZType, TimestampType  # noqa: E402
 
+from conf.identifiers import IdentifierError, is_symbol  # noqa: E402
+from conf.identifiers import symbol as ticker  # noqa: E402
+from conf.preflight import preflight  # noqa: E402
 from conf.settings import ConfigError, Settings, load_schema, load_settings  # noqa: E402
 from producer.bars import (FILE, FILE_COLUMNS, FINNHUB, CandleClient, CandleFetchFailed,  # noqa: E402
                            CandleFormatError, candle_events, file_row_event, parse_trading_date)
@@ -131,6 +134,9 @@ def _symbols(text: str) -> list[str]:
     symbols = list(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
     if not symbols:
         raise argparse.ArgumentTypeError("no symbol given")
+    bad = [symbol for symbol in symbols if not is_symbol(symbol)]  # before a URL, a key or a filter holds one
+    if bad:
+        raise argparse.ArgumentTypeError(f"invalid symbol {bad[0]!r} (upper case, e.g. AAPL, BRK.B, BINANCE:BTCUSDT)")
     return symbols
 
 
@@ -159,7 +165,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def symbols_of(settings: Settings, args: argparse.Namespace) -> list[str]:
-    return args.symbols or list(dict.fromkeys(settings.finnhub.symbols))
+    """--symbols (checked by the parser), else finnhub.symbols, each checked as a ticker (UsageError if not)."""
+    if args.symbols:
+        return args.symbols
+    symbols = list(dict.fromkeys(settings.finnhub.symbols))
+    try:
+        return [ticker(symbol, "finnhub.symbols") for symbol in symbols]
+    except IdentifierError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # -- sources ----------------------------------------------------------------------------------------------
@@ -425,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
              start=args.start.isoformat(), end=args.end.isoformat(), symbols=symbols)
         # Finnhub first, before Spark starts: a key without candle access fails in a second, not after a JVM.
         bars = fetch_finnhub(finnhub_client(settings), symbols, args.start, args.end) if args.finnhub else None
+        preflight(settings, object_store=True)  # credentials, endpoint and bucket, before the JVM starts
         spark = build_spark("stocklake-backfill", settings, {"spark.ui.enabled": "false"})
         spark.sparkContext.setLogLevel("WARN")
         if bars is None:

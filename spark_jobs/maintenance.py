@@ -36,8 +36,10 @@ DELTA_CONFLICT_CLASSES = ("ConcurrentModificationException", "ConcurrentAppendEx
                           "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
                           "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
                           "ProtocolChangedException")
-DATE_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-HOUR_VALUE = re.compile(r"^\d{2}$")
+# Partition values end up in SQL predicates (partition_predicate): ASCII digits only, and \Z so that no trailing
+# newline passes.
+DATE_VALUE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+HOUR_VALUE = re.compile(r"[0-9]{2}\Z")
 
 log = logging.getLogger(LOGGER_NAME)
 T = TypeVar("T")
@@ -171,8 +173,8 @@ def is_concurrent_modification(exc: BaseException) -> bool:
         try:
             if get_sql_state() == DELTA_CONFLICT_SQLSTATE:
                 return True
-        except Exception:  # a converted exception whose JVM side is gone
-            pass
+        except Exception as state_exc:  # a converted exception whose JVM side is gone: decide on the text below
+            log.debug("no SQLSTATE from %s: %s", type(exc).__name__, state_exc)
     text = str(exc)
     return any(name in text for name in DELTA_CONFLICT_CLASSES)
 
@@ -285,9 +287,11 @@ def job_main(job: str, args: argparse.Namespace, spark, run: Callable[[Any, Sett
         return 2
     own_session = spark is None
     if own_session:
+        from conf.preflight import preflight
         from spark_jobs.session import build_spark
 
         try:
+            preflight(settings, object_store=True)  # credentials, endpoint and bucket, before the JVM starts
             spark = build_spark(f"stocklake-{job}", settings, {"spark.ui.enabled": "false"})
         except ConfigError as exc:
             print(f"{job}: configuration error: {exc}", file=sys.stderr)

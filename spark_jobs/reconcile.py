@@ -40,6 +40,7 @@ from pyspark import SparkContext  # noqa: E402
 from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from conf.preflight import preflight  # noqa: E402
 from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
 from spark_jobs.maintenance import is_concurrent_modification  # noqa: E402
@@ -52,7 +53,9 @@ log = logging.getLogger(LOGGER_NAME)
 
 # Waits before the 2nd, 3rd, ... MERGE attempt after a concurrent-modification conflict.
 MERGE_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
-PARTITION_VALUE = {"date": re.compile(r"^\d{4}-\d{2}-\d{2}$"), "hour": re.compile(r"^\d{2}$")}
+# Spelled into the MERGE condition as literals: ASCII digits only (\d is any Unicode digit) and \Z, not $ (which
+# lets a trailing newline through).
+PARTITION_VALUE = {"date": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z"), "hour": re.compile(r"[0-9]{2}\Z")}
 
 T = TypeVar("T")
 
@@ -270,6 +273,8 @@ def main(argv: list[str]) -> int:
             args.from_date, args.to_date = lookback_window(now, settings.maintenance.reconcile_lookback_days)
         # In-process callers (tests, a notebook) keep their session: stop only one this job started.
         owns_session = SparkContext._active_spark_context is None
+        if owns_session:  # credentials, endpoint and bucket, before the JVM starts
+            preflight(settings, object_store=True)
         spark = build_spark("stocklake-reconcile", settings, {"spark.ui.enabled": "false"})
     except ConfigError as exc:
         print(f"reconcile: configuration error: {exc}", file=sys.stderr)

@@ -42,12 +42,16 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,  # noqa: E402
                                TimestampType)
 
+from conf.kafka_security import client_config, spark_kafka_options  # noqa: E402
+from conf.preflight import preflight  # noqa: E402
 from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
+from spark_jobs.data_loss import CheckFailed, Gap, describe, find_gaps  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, parse_observation_name  # noqa: E402
 from spark_jobs.session import build_spark  # noqa: E402
 from spark_jobs.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table  # noqa: E402
 from spark_jobs.transforms import (ENTITIES, PARTITION_COLUMNS, Entity, bronze_rows, deduplicate,  # noqa: E402
                                    parse_events, quarantine_rows, silver_rows)
+from spark_jobs.watchdog import s3_client  # noqa: E402
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -78,15 +82,17 @@ def parse_trigger(text: str) -> dict:
     raise argparse.ArgumentTypeError(f"unknown trigger {text!r}: use processing-time[=INTERVAL] or available-now")
 
 
-def kafka_stream(spark: SparkSession, settings: Settings, entity: Entity) -> DataFrame:
+def kafka_stream(spark: SparkSession, settings: Settings, entity: Entity, fail_on_data_loss: bool = True) -> DataFrame:
     stream = settings.stream
     return (spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+            .options(**spark_kafka_options(settings))
             .option("subscribe", settings.kafka[entity.topic_setting])
             .option("startingOffsets", stream.starting_offsets)
             .option("maxOffsetsPerTrigger", stream.max_offsets_per_trigger)
-            # Offsets lost to retention before we read them must stop the job loudly, never be skipped.
-            .option("failOnDataLoss", "true")
+            # Offsets lost to retention before we read them must stop the job loudly, never be skipped; only an
+            # operator's --accept-data-loss run (README: "Recovering from Kafka data loss") passes over them.
+            .option("failOnDataLoss", str(fail_on_data_loss).lower())
             .load())
 
 
@@ -129,13 +135,14 @@ def bronze_writer(settings: Settings, entity: Entity, schema: dict):
     return write_batch
 
 
-def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigger: dict) -> list:
+def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigger: dict,
+                  fail_on_data_loss: bool = True) -> list:
     schema = load_schema(entity.schema_name)
     ensure_tables(spark, settings, entity, schema)
     if trigger.get("processingTime", "") is None:
         trigger = {"processingTime": settings.stream.trigger_interval}
 
-    bronze = bronze_rows(kafka_stream(spark, settings, entity))
+    bronze = bronze_rows(kafka_stream(spark, settings, entity, fail_on_data_loss))
     bronze_query = (bronze.writeStream.queryName(f"bronze_{entity.name}")
                     .foreachBatch(bronze_writer(settings, entity, schema))
                     .option("checkpointLocation", settings.lake_uri(entity.checkpoint("bronze")))
@@ -143,7 +150,7 @@ def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigg
                     .start())
 
     silver_name = f"silver_{entity.name}"
-    parsed = parse_events(bronze_rows(kafka_stream(spark, settings, entity)), entity, schema,
+    parsed = parse_events(bronze_rows(kafka_stream(spark, settings, entity, fail_on_data_loss)), entity, schema,
                           settings.stream.max_future_skew_seconds)
     # Counted before the valid-rows filter, in the same pass over the batch: the quarantine count per batch
     # costs no extra job (results in the progress's observedMetrics, read by listener.progress_record).
@@ -166,9 +173,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="processing-time[=INTERVAL] (default; interval from conf) or available-now")
     parser.add_argument("--entity", choices=list(ENTITIES), action="append",
                         help="an event stream to run; repeat for several (default: all)")
+    parser.add_argument("--accept-data-loss", action="store_true",
+                        help="recovery only: skip records Kafka no longer holds (logged), with --trigger available-now")
     parser.add_argument("--metrics-port", type=int, metavar="N",
                         help="serve Prometheus metrics on this port (default stream.metrics_port; 0 = off)")
     args = parser.parse_args(argv)  # argparse applies parse_trigger to the default too
+    if args.accept_data_loss and "availableNow" not in args.trigger:
+        # A long-running stream must never skip silently: accepting a gap is a one-off, watched run.
+        parser.error("--accept-data-loss: only with --trigger available-now")
     if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
         parser.error(f"--metrics-port: must be 0 (off) to 65535, got {args.metrics_port}")
     # Each entity once: a repeated --entity would otherwise start two queries on one checkpoint.
@@ -210,6 +222,13 @@ def route_jvm_stop_signals(spark: SparkSession, on_signal) -> JvmSignalHandler:
     return handler
 
 
+def check_data_loss(settings: Settings, entities: list[Entity]) -> list[Gap]:
+    """Records the checkpoints still have to read that Kafka no longer holds (spark_jobs/data_loss.py)."""
+    from confluent_kafka.admin import AdminClient
+
+    return find_gaps(settings, s3_client(settings), AdminClient(client_config(settings)), entities)
+
+
 def check_metrics_settings(settings: Settings) -> None:
     stream = settings.stream
     if not 0 <= stream.metrics_port <= 65535:
@@ -226,8 +245,8 @@ def flush_after_stop(spark: SparkSession, listener: ProgressLogger, metrics_tabl
     try:
         stopped = [str(query.id) for query in queries if not query.isActive]
         listener.wait_terminated(stopped, LAST_PROGRESS_WAIT_SECONDS)
-    except Exception:  # the JVM may be gone already; flush what arrived
-        pass
+    except Exception as exc:  # the JVM may be gone already; flush what arrived
+        log.debug("waiting for the last progress events failed: %s", exc)
     metrics_table.flush(spark)
 
 
@@ -238,9 +257,24 @@ def run(argv: list[str]) -> int:
     try:
         settings = load_settings()
         check_metrics_settings(settings)
+        # Before the JVM starts: credentials, the object store and the brokers and topics, in seconds.
+        preflight(settings, object_store=True, kafka_topics=[e.topic_setting for e in args.entities])
     except ConfigError as exc:
         print(f"stream: configuration error: {exc}", file=sys.stderr)
         return 2
+    try:
+        lost = check_data_loss(settings, args.entities)
+    except (CheckFailed, ConfigError) as exc:
+        print(f"stream: error: cannot check the checkpoints against Kafka: {exc}", file=sys.stderr)
+        return 2
+    if lost and not args.accept_data_loss:
+        print(f"stream: error: Kafka data loss: {describe(lost)}. Stopping rather than skipping them; see the "
+              f"README, Operations, \"Recovering from Kafka data loss\"", file=sys.stderr)
+        return 3
+    for gap in lost:
+        log.warning(json.dumps({"event": "data_loss_accepted", "query": gap.query, "topic": gap.topic,
+                                "partition": gap.partition, "from_offset": gap.start,
+                                "to_offset": gap.earliest - 1, "records": gap.records}))
     # Bound before Spark starts, so a port in use fails in a second, not after the JVM is up.
     metrics = StreamMetrics()
     metrics_server = None
@@ -284,7 +318,8 @@ def run(argv: list[str]) -> int:
     next_flush = time.monotonic() + flush_every
     try:
         for entity in args.entities:
-            entity_queries = start_queries(spark, settings, entity, args.trigger)
+            entity_queries = start_queries(spark, settings, entity, args.trigger,
+                                           fail_on_data_loss=not args.accept_data_loss)
             queries.extend(entity_queries)
             for query in entity_queries:
                 metrics.declare(query.name)
@@ -301,6 +336,10 @@ def run(argv: list[str]) -> int:
                     failed = True
                     log.error(json.dumps({"event": "query_failed", "query": query.name,
                                           "error": str(exc).splitlines()[0]}))
+                    if "data may have been lost" in str(exc):
+                        # Retention overtook a running query: the same runbook as the check at start-up.
+                        print(f"stream: error: Kafka data loss while {query.name} was running; see the README, "
+                              f"Operations, \"Recovering from Kafka data loss\"", file=sys.stderr)
                     stopping.set()
             # Here, not in the listener: a Spark job inside a listener callback is unsafe.
             if time.monotonic() >= next_flush:

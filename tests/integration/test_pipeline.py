@@ -6,13 +6,11 @@ from datetime import datetime, timezone
 
 import boto3
 from confluent_kafka import Producer
-from pyspark.sql import functions as F
 
 from spark_jobs.listener import read_progress
 from spark_jobs.report import account
 from spark_jobs.transforms import TRADES
-from tests.integration.stack import (batches_committed, expected_records, kill_process_group, producer_args,
-                                     run_producer, run_stream_available_now, start_stream, wait_for)
+from tests.integration.stack import expected_records, producer_args, run_producer, run_stream_available_now
 
 WATERMARK_MS = 10 * 60 * 1000
 
@@ -105,36 +103,3 @@ def test_stream_lands_every_record_once_and_a_second_run_duplicates_nothing(spar
                   if record["event"] == "batch" and record["query"] == "silver_trades")
     # Every delivery of a late event was dropped, re-deliveries of late events included.
     assert dropped == sum(1 for r in records_b if r.event_id in late)
-
-
-def test_sigkill_mid_run_then_restart_keeps_each_event_exactly_once(spark, isolated, tmp_path):
-    settings, env = isolated
-    # Small batches for the killed run, so it is killed between batches of its own; the restart takes the rest in
-    # the default batch size (a planned but uncommitted batch is replayed with its original offsets either way).
-    small_batches = {**env, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "3000",
-                     "STOCKLAKE_STREAM_TRIGGER_INTERVAL": "1 second"}
-    args = producer_args(30000, seed=11, start_time="2026-01-05T15:00:00", duplicate_ratio=0.05,
-                         malformed_ratio=0.01)
-    run_producer(env, args, tmp_path)
-    records = expected_records(env, args)
-    log = tmp_path / "stream.log"
-
-    job = start_stream(small_batches, log)
-    try:
-        # Kill once both queries have committed some batches but far from all ten of each.
-        wait_for(lambda: batches_committed(log, "silver_trades") >= 2 and batches_committed(log, "bronze_trades") >= 2,
-                 "two committed batches of each query", timeout=600)
-    finally:
-        kill_process_group(job)
-    assert batches_committed(log, "silver_trades") < 10, "the job finished before it was killed"
-
-    run_stream_available_now(env, log)
-    bronze = table(spark, settings, "bronze")
-    assert bronze.count() == 30000
-    assert bronze.select("partition", "offset").distinct().count() == 30000
-    ids = silver_ids(spark, settings)
-    assert len(ids) == len(set(ids))
-    assert set(ids) == valid_ids(records)
-    assert quarantine_reasons(spark, settings) == Counter(r.expected_reason for r in records if r.kind == "malformed")
-    assert table(spark, settings, "quarantine").select("partition", "offset").distinct().count() == sum(
-        1 for r in records if r.kind == "malformed")

@@ -23,7 +23,7 @@ from producer.sink import EventSink
 from tests.standins.finnhub_ws_server import STANDIN_LOGGER, FinnhubWsStandIn, Session, trade_item
 from tests.standins.memory_publisher import MemoryPublisher
 
-API_KEY = "sandbox-key-c0ffee1234567890"
+API_KEY = "sandbox-key-c0ffee1234567890"  # pragma: allowlist secret
 SYMBOLS = ["AAPL", "MSFT", "BINANCE:BTCUSDT"]
 T0 = 1_763_651_400_000  # 2025-11-20T15:10:00Z
 

@@ -158,36 +158,42 @@ def test_stream_sigkilled_again_and_again_under_load_keeps_every_event_exactly_o
 def test_broker_restart_under_load_loses_and_duplicates_nothing(spark, isolated, tmp_path):
     settings, env = isolated
     broker = Kafka(settings)
-    args = paced_producer_args(6000, seed=42, rate=200, start_time="2026-01-05T15:10:00")
+    # A steady 200 events/s, before, during and after the restart; stopped (SIGTERM: flush, then exit) after it.
+    args = paced_producer_args(10_000_000, seed=42, rate=200, start_time="2026-01-05T15:10:00")
     summary = tmp_path / "producer.json"
     log = tmp_path / "stream.log"
     job = start_stream(env, log)
-    # The stream's queries run before the load starts, and have read some of it before the broker goes away.
-    wait_for(lambda: log.read_text(errors="replace").count('"event": "query_started"') >= 2 or job.poll() is not None,
-             "the stream's two queries to start", timeout=300)
-    assert job.poll() is None, log.read_text(errors="replace")[-3000:]
     producer = start_producer(env, args, tmp_path / "producer.log", summary)
     try:
-        wait_for(lambda: rows_read(log, "bronze_trades") > 0, "a first Bronze batch", timeout=120)
+        wait_for(lambda: rows_read(log, "bronze_trades") > 0 or job.poll() is not None, "a first Bronze batch", 300)
+        assert job.poll() is None, log.read_text(errors="replace")[-3000:]
         broker.down()
         assert producer.poll() is None  # the producer buffers while the broker is away
         broker.up()
+        after_restart = topic_records(settings)
+        wait_for(lambda: topic_records(settings) >= after_restart + 2000, "2,000 more records after the restart",
+                 timeout=120)
     finally:
         if not broker.healthy():
             broker.up()
-    assert wait_for_exit(producer, "the producer to finish", timeout=300) == 0
+        producer.terminate()
+    assert wait_for_exit(producer, "the producer to flush and stop", timeout=120) == 0
     delivered = json.loads(summary.read_text())
-    assert (delivered["delivered"], delivered["delivery_failures"]) == (6000, 0)
+    assert delivered["delivery_failures"] == 0 and delivered["delivered"] == delivered["sent_trades_topic"]
+    sent = args.copy()
+    sent[sent.index("--count") + 1] = str(delivered["delivered"])
+    assert topic_records(settings) == delivered["delivered"]  # each acknowledged once: idempotence
 
-    # The running stream resumes by itself: both queries read all 6,000 records without a restart.
-    wait_for(lambda: job.poll() is not None or (rows_read(log, "bronze_trades") >= 6000
-                                                and rows_read(log, "silver_trades") >= 6000),
+    # The running stream resumes by itself: both queries read every record without a restart.
+    total = delivered["delivered"]
+    wait_for(lambda: job.poll() is not None or (rows_read(log, "bronze_trades") >= total
+                                                and rows_read(log, "silver_trades") >= total),
              "the stream to read every record", timeout=300)
     assert job.poll() is None, log.read_text(errors="replace")[-5000:]
     job.terminate()  # SIGTERM to spark-submit: a graceful stop
     assert wait_for_exit(job, "the stream to stop") == 0
-    assert (rows_read(log, "bronze_trades"), rows_read(log, "silver_trades")) == (6000, 6000)
-    assert_every_event_exactly_once(spark, settings, expected_records(env, args))
+    assert (rows_read(log, "bronze_trades"), rows_read(log, "silver_trades")) == (total, total)
+    assert_every_event_exactly_once(spark, settings, expected_records(env, sent))
 
 
 # ---- 3. the object store stopped mid-run ----------------------------------------------------------------------
@@ -236,7 +242,7 @@ def test_producer_sigkilled_then_restarted_from_the_same_position_duplicates_not
         spark, isolated, tmp_path):
     settings, env = isolated
     port = free_port()
-    args = paced_producer_args(3000, seed=44, rate=500, start_time="2026-01-05T15:30:00")
+    args = paced_producer_args(3000, seed=44, rate=200, start_time="2026-01-05T15:30:00")
     producer = start_producer(env, [*args, "--metrics-port", str(port)], tmp_path / "producer-1.log",
                               tmp_path / "unused.json")
     try:

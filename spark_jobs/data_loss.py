@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from conf.settings import Settings
 from spark_jobs.transforms import Entity
-from spark_jobs.watchdog import (QUERIES, CheckFailed, list_checkpoint, newest_batch, parse_offset_log, read_text,
-                                 topic_offsets)
+from spark_jobs.watchdog import (QUERIES, CheckFailed, list_checkpoint, parse_offset_log, read_text,
+                                 resume_position, topic_offsets)
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,17 @@ def gaps(query: str, topic: str, checkpointed: dict[int, int], earliest: dict[in
 
 
 def resume_offsets(s3, bucket: str, prefix: str, topic: str) -> dict[int, int] | None:
-    """Where the query resumes in `topic`: the end offsets of its last committed batch, or its starting offsets when
-    nothing is committed yet; None when it has no checkpoint (it starts from stream.starting_offsets)."""
+    """Where the query resumes in `topic` (watchdog.resume_position); None when its checkpoint does not say yet
+    (no checkpoint, or killed before it wrote its starting offsets): it then starts from
+    stream.starting_offsets, and Spark itself reports a checkpoint it cannot use."""
     objects = list_checkpoint(s3, bucket, prefix)
-    batch = newest_batch(objects, "commits")
-    if batch is not None and f"offsets/{batch}" in objects:
-        key = f"offsets/{batch}"
-    elif "sources/0/0" in objects:
-        key = "sources/0/0"
-    else:
+    if not objects:
         return None
-    return parse_offset_log(read_text(s3, bucket, prefix + key)).get(topic)
+    try:
+        _, offset_log, _ = resume_position(objects, prefix)
+    except CheckFailed:
+        return None
+    return parse_offset_log(read_text(s3, bucket, prefix + offset_log)).get(topic)
 
 
 def find_gaps(settings: Settings, s3, admin, entities: list[Entity]) -> list[Gap]:

@@ -158,6 +158,21 @@ def newest_batch(objects: dict[str, Any], log_dir: str) -> int | None:
     return max(ids) if ids else None
 
 
+def resume_position(objects: dict[str, Any], checkpoint: str) -> tuple[int | None, str, Any]:
+    """Where a query resumes, from the listing of its checkpoint: (its last committed batch, or None before the
+    first; the offset log holding the offsets it resumes from; when that batch finished, or the checkpoint was made
+    when none has). CheckFailed when the checkpoint lacks the offset log."""
+    batch = newest_batch(objects, "commits")
+    if batch is not None:
+        if f"offsets/{batch}" not in objects:
+            raise CheckFailed(f"commits/{batch} has no offsets/{batch} in {checkpoint}")
+        return batch, f"offsets/{batch}", objects[f"commits/{batch}"]
+    # Started, nothing committed yet: where it starts, and when the checkpoint was made.
+    if "sources/0/0" not in objects:
+        raise CheckFailed(f"no committed batch and no starting offsets in {checkpoint}")
+    return None, "sources/0/0", objects.get("metadata") or min(objects.values())
+
+
 def topic_offsets(admin, topic: str) -> tuple[dict[int, int], dict[int, int]]:
     """(earliest, latest) offset by partition of a topic."""
     from confluent_kafka import KafkaException, TopicPartition
@@ -196,19 +211,9 @@ def check_query(settings: Settings, s3, admin, entity: Entity, query: str, now: 
         if not objects:
             report["reasons"].append(f"no checkpoint at {checkpoint}: the query has never run here")
             return {**report, "healthy": False}
-        batch = newest_batch(objects, "commits")
-        if batch is not None:
-            report["batch_id"] = batch
-            finished = objects[f"commits/{batch}"]
-            if f"offsets/{batch}" not in objects:
-                raise CheckFailed(f"commits/{batch} has no offsets/{batch} in {checkpoint}")
-            offsets = parse_offset_log(read_text(s3, bucket, f"{prefix}offsets/{batch}"))
-        else:
-            # Started, nothing committed yet: judge from when the checkpoint was made and where it starts.
-            finished = objects.get("metadata") or min(objects.values())
-            if "sources/0/0" not in objects:
-                raise CheckFailed(f"no committed batch and no starting offsets in {checkpoint}")
-            offsets = parse_offset_log(read_text(s3, bucket, f"{prefix}sources/0/0"))
+        report["batch_id"] = newest_batch(objects, "commits")  # reported even when its offset log is missing
+        _, offset_log, finished = resume_position(objects, checkpoint)
+        offsets = parse_offset_log(read_text(s3, bucket, prefix + offset_log))
         if topic not in offsets:
             raise CheckFailed(f"the checkpoint reads {', '.join(sorted(offsets)) or 'no topic'}, not {topic}")
         earliest, latest = topic_offsets(admin, topic)

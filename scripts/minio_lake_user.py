@@ -74,11 +74,17 @@ def validate_bucket(bucket: str) -> str:
     return bucket
 
 
-def check_access_key(name: str, value: str | None) -> str:
+def _set_and_not_default(name: str, value: str | None) -> str:
+    """The checks every credential gets; the message names the variable, never the value."""
     if not value:
         raise LakeUserError(f"{name} is not set")
     if value == MINIO_DEFAULT:
         raise LakeUserError(f"{name} is MinIO's default; use non-default credentials")
+    return value
+
+
+def check_access_key(name: str, value: str | None) -> str:
+    value = _set_and_not_default(name, value)
     if not ACCESS_KEY.fullmatch(value):
         raise LakeUserError(f"{name} must be 3-128 characters of letters, digits and _ . @ + -")
     return value
@@ -86,10 +92,7 @@ def check_access_key(name: str, value: str | None) -> str:
 
 def check_secret(name: str, value: str | None) -> str:
     """Refuse a missing, short or default secret; the message names the variable, never the value."""
-    if not value:
-        raise LakeUserError(f"{name} is not set")
-    if value == MINIO_DEFAULT:
-        raise LakeUserError(f"{name} is MinIO's default; use non-default credentials")
+    value = _set_and_not_default(name, value)
     if len(value) < SECRET_MIN:
         raise LakeUserError(f"{name} must be at least {SECRET_MIN} characters")
     return value

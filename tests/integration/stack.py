@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,9 +27,22 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300, int
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def s3_client(settings: Settings):
+    """boto3 on the settings' object store, with the environment's credentials (the tests' one S3 client)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at the moment."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def create_namespace(settings: Settings) -> None:
     """Create the settings' topics and bucket on the running Kafka and MinIO."""
-    import boto3
     from confluent_kafka.admin import AdminClient, NewTopic
 
     kafka = settings.kafka
@@ -38,8 +52,7 @@ def create_namespace(settings: Settings) -> None:
                                    for t in topics])
     for future in futures.values():
         future.result(timeout=30)
-    s3 = boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
-    s3.create_bucket(Bucket=settings.lake.bucket)
+    s3_client(settings).create_bucket(Bucket=settings.lake.bucket)
 
 
 def producer_args(count: int, seed: int, start_time: str, **ratios: float) -> list[str]:

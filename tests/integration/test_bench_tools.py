@@ -4,19 +4,15 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 from confluent_kafka import Producer
 
 from bench.baseline import per_message_to_object_store
 from bench.kafka_ceiling import consume_all
 from bench.latency import commit_latencies_ms, percentiles
+from tests.integration.stack import s3_client
 
 pytestmark = pytest.mark.integration
-
-
-def s3_client(settings):
-    return boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
 
 
 def produce(settings, values: list[bytes], partition: int | None = None) -> dict[tuple[int, int], bytes]:

@@ -10,14 +10,12 @@ import json
 import os
 import random
 import re
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
 
-import boto3
 import pytest
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -27,9 +25,9 @@ from scripts.services import Kafka, MinIO
 from spark_jobs.listener import read_progress
 from spark_jobs.report import account
 from spark_jobs.transforms import TRADES
-from tests.integration.stack import (REPO, expected_records, kill_process_group, producer_args,
-                                     run_producer, run_stream_available_now, start_stream, stream_command,
-                                     wait_for)
+from tests.integration.stack import (REPO, expected_records, free_port, kill_process_group, producer_args,
+                                     run_producer, run_stream_available_now, s3_client, start_stream,
+                                     stream_command, wait_for)
 
 pytestmark = pytest.mark.integration
 
@@ -71,12 +69,17 @@ def start_producer(env: dict[str, str], args: list[str], log, summary) -> subpro
                             cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def topic_records(settings) -> int:
+def partition_ends(settings) -> dict[int, int]:
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
     topic = settings.kafka.trades_topic
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     futures = admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in partitions})
-    return sum(future.result().offset for future in futures.values())
+    return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+
+def topic_records(settings) -> int:
+    """Records in the trades topic (nothing is deleted from it unless a test does): the sum of its end offsets."""
+    return sum(partition_ends(settings).values())
 
 
 def topic_records_or_none(settings) -> int | None:
@@ -93,19 +96,9 @@ def delta_versions(s3, settings, layer: str) -> list[int]:
                   for item in page.get("Contents", []) if re.fullmatch(r"\d{20}\.json", item["Key"][len(prefix):]))
 
 
-def s3(settings):
-    return boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
-
-
 def rows_read(log, query: str) -> int:
     return sum(record["rows_in"] for record in read_progress(log.read_text(errors="replace"))
                if record["event"] == "batch" and record["query"] == query)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_exit(proc: subprocess.Popen, what: str, timeout: float = 300) -> int:
@@ -118,7 +111,7 @@ def wait_for_exit(proc: subprocess.Popen, what: str, timeout: float = 300) -> in
 def test_stream_sigkilled_again_and_again_under_load_keeps_every_event_exactly_once(spark, isolated, tmp_path):
     settings, env = isolated
     rng = random.Random(CHAOS_SEED)
-    store = s3(settings)
+    store = s3_client(settings)
     # A steady 150 events/s through every kill and restart, stopped (SIGTERM: flush, then exit) after the last.
     args = paced_producer_args(10_000_000, seed=41, rate=150, start_time="2026-01-05T15:00:00")
     summary = tmp_path / "producer.json"
@@ -235,7 +228,8 @@ def test_object_store_outage_mid_run_then_every_event_once_and_the_checkpoint_us
     if job.poll() is None:
         wait_for(lambda: job.poll() is not None or rows_read(log, "silver_trades") >= 6000,
                  "the stream to carry on after the outage", timeout=300)
-        kill_process_group(job) if job.poll() is None else None
+        if job.poll() is None:
+            kill_process_group(job)
     run_stream_available_now(env, log)
     assert_every_event_exactly_once(spark, settings, expected_records(env, args))
 
@@ -292,14 +286,6 @@ def delete_records_before(settings, keep_from: dict[int, int]) -> None:
     futures = admin.delete_records([TopicPartition(topic, p, offset) for p, offset in keep_from.items()])
     for future in futures.values():
         future.result(timeout=30)
-
-
-def partition_ends(settings) -> dict[int, int]:
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    topic = settings.kafka.trades_topic
-    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    futures = admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in partitions})
-    return {tp.partition: future.result().offset for tp, future in futures.items()}
 
 
 def test_data_lost_to_retention_stops_the_stream_and_the_runbook_recovers(spark, isolated, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -16,7 +15,7 @@ import pytest
 from producer.events import make_trade_event
 from spark_jobs.report import account
 from spark_jobs.transforms import QUOTES, TRADES
-from tests.integration.stack import REPO, run_producer, run_stream_available_now, wait_for
+from tests.integration.stack import REPO, free_port, run_producer, run_stream_available_now, wait_for
 from tests.standins.finnhub_rest_server import FinnhubRestStandIn
 from tests.standins.finnhub_ws_server import FinnhubWsStandIn, Session, trade_item
 
@@ -26,12 +25,6 @@ SAMPLE = REPO / "producer" / "samples" / "finnhub-ws-sample.jsonl"
 SAMPLE_DISTINCT_TRADES = 1200
 API_KEY = "integration-key-7d41c09b"  # pragma: allowlist secret
 T0 = 1_795_185_600_000  # 2026-11-20T14:40:00Z, after the sample's trades
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def scrape(port: int) -> dict[str, float]:

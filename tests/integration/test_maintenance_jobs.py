@@ -10,7 +10,6 @@ import json
 import subprocess
 from datetime import datetime, timezone
 
-import boto3
 import pytest
 from delta.tables import DeltaTable
 
@@ -19,7 +18,7 @@ from producer.events import encode, make_trade_event
 from spark_jobs import compact, retention, vacuum
 from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables
 from spark_jobs.transforms import TRADES, bronze_rows, parse_events, quarantine_rows, silver_rows
-from tests.integration.stack import REPO, SPARK_SUBMIT
+from tests.integration.stack import REPO, SPARK_SUBMIT, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +77,7 @@ def partition_files(spark, settings, layer: str, partition: tuple[str, str]) -> 
 
 def object_sizes(settings) -> dict[str, int]:
     """Every object in the test's bucket and its size on MinIO."""
-    s3 = boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
+    s3 = s3_client(settings)
     sizes = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.lake.bucket):
         for item in page.get("Contents", []):

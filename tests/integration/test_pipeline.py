@@ -4,13 +4,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timezone
 
-import boto3
 from confluent_kafka import Producer
 
 from spark_jobs.listener import read_progress
 from spark_jobs.report import account
 from spark_jobs.transforms import TRADES
-from tests.integration.stack import expected_records, producer_args, run_producer, run_stream_available_now
+from tests.integration.stack import expected_records, producer_args, run_producer, run_stream_available_now, s3_client
 
 WATERMARK_MS = 10 * 60 * 1000
 
@@ -30,7 +29,7 @@ def quarantine_reasons(spark, settings) -> Counter:
 
 def state_files(settings, query: str) -> list[str]:
     """Names of the files in the query's state-store checkpoint on the object store."""
-    s3 = boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
+    s3 = s3_client(settings)
     prefix = f"_checkpoints/{query}/state/"
     return [item["Key"].rsplit("/", 1)[1]
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.lake.bucket, Prefix=prefix)

@@ -35,7 +35,7 @@ import pytest
 
 from conf.settings import load_settings
 from tests.conftest import namespace_env
-from tests.integration.stack import REPO, SPARK_SUBMIT, create_namespace
+from tests.integration.stack import REPO, SPARK_SUBMIT, create_namespace, s3_client
 from tests.standins.finnhub_rest_server import FinnhubRestStandIn
 from tests.standins.finnhub_ws_server import FinnhubWsStandIn, Session, trade_item
 
@@ -288,9 +288,7 @@ def test_batch_jobs_and_the_lake_hold_no_secret(lake, streamed, tmp_path):
                 if k.split()[0] in ("compact", "watchdog")}
     captured.update(files_under(tmp_path))
 
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
+    s3 = s3_client(settings)
     objects = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.lake.bucket):
         for item in page.get("Contents", []):

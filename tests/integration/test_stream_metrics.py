@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import urllib.error
 import urllib.request
 
@@ -11,13 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyspark.sql import functions as F
 
 from spark_jobs.listener import read_progress
-from tests.integration.stack import producer_args, run_producer, start_stream, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.integration.stack import free_port, producer_args, run_producer, start_stream, wait_for
 
 
 def scrape(port: int) -> dict[tuple[str, str], float]:

@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from spark_jobs.watchdog import main
-from tests.integration.stack import REPO, producer_args, run_producer, run_stream_available_now
+from tests.integration.stack import REPO, producer_args, run_producer, run_stream_available_now, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -106,11 +106,9 @@ def test_a_query_whose_first_batch_never_committed(isolated, tmp_path):
     """A checkpoint as Spark leaves it when the first micro-batch keeps failing: the query's id and the starting
     offsets it resolved (sources/0/0, NUL-prefixed), the planned batch, no commit. Judged from the checkpoint's
     creation and those starting offsets."""
-    import boto3
-
     settings, _ = isolated
     topic, partitions = settings.kafka.trades_topic, settings.kafka.partitions
-    s3 = boto3.client("s3", endpoint_url=settings.lake.s3_endpoint, region_name=settings.lake.s3_region)
+    s3 = s3_client(settings)
     starting = json.dumps({topic: {str(p): 0 for p in range(partitions)}})
     for key, body in (("metadata", '{"id":"3db75941-3ef9-43f5-8e60-39f7192606fc"}'),
                       ("sources/0/0", "\x00v1\n" + starting),

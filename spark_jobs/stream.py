@@ -43,7 +43,7 @@ from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, St
                                TimestampType)
 
 from conf.kafka_security import client_config, spark_kafka_options  # noqa: E402
-from conf.preflight import preflight  # noqa: E402
+from conf.preflight import preflight, s3_client  # noqa: E402
 from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
 from spark_jobs.data_loss import CheckFailed, Gap, describe, find_gaps  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, parse_observation_name  # noqa: E402
@@ -51,7 +51,6 @@ from spark_jobs.session import build_spark  # noqa: E402
 from spark_jobs.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table  # noqa: E402
 from spark_jobs.transforms import (ENTITIES, PARTITION_COLUMNS, Entity, bronze_rows, deduplicate,  # noqa: E402
                                    parse_events, quarantine_rows, silver_rows)
-from spark_jobs.watchdog import s3_client  # noqa: E402
 
 log = logging.getLogger(LOGGER_NAME)
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -41,6 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conf.kafka_security import client_config  # noqa: E402
+from conf.preflight import s3_client  # noqa: E402
 from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
 from spark_jobs.data_quality import parse_now  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
@@ -110,19 +110,6 @@ def consumer_lag(checkpointed: dict[int, int], earliest: dict[int, int],
 
 
 # ---- the object store and Kafka ---------------------------------------------------------------------------------
-
-def s3_client(settings: Settings):
-    import boto3
-    from botocore.config import Config
-
-    if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
-        raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set in the environment "
-                          "(for the local stack: `source .lake/env.sh`)")
-    lake = settings.lake
-    return boto3.client("s3", endpoint_url=lake.s3_endpoint, region_name=lake.s3_region,
-                        config=Config(s3={"addressing_style": "path" if lake.path_style_access else "auto"},
-                                      retries={"max_attempts": 3}, connect_timeout=10, read_timeout=30))
-
 
 def list_checkpoint(s3, bucket: str, prefix: str) -> dict[str, Any]:
     """{relative key: LastModified} of every object under the checkpoint prefix."""

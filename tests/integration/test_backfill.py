@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable

@@ -25,7 +25,7 @@ from spark_jobs.backfill import (NO_CANDLE_ACCESS, OHLC_INCONSISTENT, Bars, Usag
                                  validate_bars)
 from spark_jobs.schemas import struct_type
 from spark_jobs.transforms import BARS, BATCH_ENTITIES, ENTITIES, quarantine_rows, silver_rows
-from tests.standins.finnhub_rest_server import Candle, FinnhubRestStandIn, Reply, candle_body
+from tests.standins.finnhub_rest_server import Candle, FinnhubRestStandIn, candle_body
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "producer" / "samples" / "daily-bars-sample.csv"

@@ -1,7 +1,6 @@
 """The stream's pure transforms applied to quote snapshots (contract conf/schemas/quote.v1.json), with chispa."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import pytest

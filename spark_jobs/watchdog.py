@@ -111,15 +111,20 @@ def consumer_lag(checkpointed: dict[int, int], earliest: dict[int, int],
 
 # ---- the object store and Kafka ---------------------------------------------------------------------------------
 
+# What the checks read of a checkpoint; not state/, whose RocksDB files run to thousands of objects.
+CHECKPOINT_PARTS = ("metadata", "commits/", "offsets/", "sources/")
+
+
 def list_checkpoint(s3, bucket: str, prefix: str) -> dict[str, Any]:
-    """{relative key: LastModified} of every object under the checkpoint prefix."""
+    """{relative key: LastModified} of the checkpoint's metadata, commit, offset and source logs."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     objects = {}
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                objects[item["Key"][len(prefix):]] = item["LastModified"]
+        for part in CHECKPOINT_PARTS:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + part):
+                for item in page.get("Contents", []):
+                    objects[item["Key"][len(prefix):]] = item["LastModified"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
             return {}

@@ -126,19 +126,18 @@ airflow: services-up airflow-setup ## run Airflow 3 locally: UI on http://127.0.
 	$(AIRFLOW_VENV)/bin/python scripts/airflow_env.py --home $(RUNTIME)/airflow --port $(AIRFLOW_PORT) \
 	  run -- airflow standalone
 
-# The long fault tests (marker `chaos`) have their own target below; CI runs both.
-test: setup ## start the services, run the test suite (all but the long fault tests), stop the services
+test: setup ## start the services, run the whole test suite, stop the services
 	@status=0; \
-	$(PYTHON) scripts/services.py up && $(PYTHON) -m pytest -m "not chaos" $(PYTEST_ARGS) || status=$$?; \
+	$(PYTHON) scripts/services.py up && $(PYTHON) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	$(PYTHON) scripts/services.py down; \
 	exit $$status
 
-# The fault tests (tests/integration/test_faults.py, marker `chaos`): the stream job SIGKILLed CHAOS_KILLS times (a
-# third at random moments, a third right after a Bronze commit, a third after a Silver one) under a steady producer
-# load, the broker restarted and MinIO stopped under load, the producer SIGKILLed, the data-loss runbook. CI runs
-# them after make test. CHAOS_SEED picks the random moments.
+# The fault tests at full length (tests/integration/test_faults.py): the stream job SIGKILLed CHAOS_KILLS times
+# (a third at random moments, a third right after a Bronze commit, a third after a Silver one) under a steady
+# producer load, plus the broker restart, object-store outage, producer SIGKILL and data-loss runbook tests.
+# make test runs the same file with 3 kills. CHAOS_SEED picks the random moments.
 CHAOS_KILLS ?= 12
-chaos: setup ## the fault tests: 12 SIGKILLs of the stream under load, broker and MinIO outages, data-loss runbook
+chaos: setup ## the fault tests at full length: 12 SIGKILLs of the stream under load, broker and MinIO restarts (~15 min)
 	@status=0; \
 	$(PYTHON) scripts/services.py up && CHAOS_KILLS=$(CHAOS_KILLS) $(PYTHON) -m pytest tests/integration/test_faults.py \
 	  $(PYTEST_ARGS) || status=$$?; \

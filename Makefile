@@ -29,7 +29,7 @@ export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 PYTEST_ARGS ?=
 
 .PHONY: help setup airflow-setup services-up services-down services-status services-reset demo gold airflow test \
-        test-unit lock clean dashboard bench chaos
+        test-unit lock clean dashboard bench chaos spark-cluster spark-cluster-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -88,6 +88,14 @@ services-status: ## show whether Kafka and MinIO are running and healthy
 
 services-reset: ## stop the services and delete their data (topics, tables, checkpoints)
 	$(PYTHON) scripts/services.py reset
+
+# A Spark standalone master and one worker from the installed Spark, on 127.0.0.1 (scripts/spark_cluster.py; ports and
+# sizes: services.spark_* in conf/pipeline.yaml). Submit with --master spark://127.0.0.1:17077 (docs/spark_cluster.md).
+spark-cluster: setup ## start a Spark standalone master + worker (spark://127.0.0.1:17077, UI :18080)
+	$(PYTHON) scripts/spark_cluster.py up
+
+spark-cluster-down: ## stop the Spark standalone master and worker
+	@if [ -x $(PYTHON) ]; then $(PYTHON) scripts/spark_cluster.py down; fi
 
 demo: services-up ## run the whole flow for about a minute and print what landed where
 	$(PYTHON) scripts/demo.py
@@ -152,5 +160,5 @@ lock: $(UV) ## re-resolve Python and jar pins (maintainers)
 	$(UV) lock --project airflow
 	$(PYTHON) jars/lock.py
 
-clean: services-down ## delete the runtime folder (.lake) and the environments (.venv, .venv-airflow); caches stay
+clean: services-down spark-cluster-down ## delete the runtime folder (.lake) and the environments (.venv, .venv-airflow); caches stay
 	rm -rf $(RUNTIME) .venv $(AIRFLOW_VENV)

@@ -5,7 +5,9 @@
 Names, partitions, replication factor and retention are the pipeline's settings (conf/pipeline.yaml with the
 STOCKLAKE_* overrides compose sets: the three brokers, replication factor 3). Each topic gets
 min.insync.replicas = replication factor - 1 (2 of 3): a write acknowledged with acks=all (the producer's setting)
-is on two brokers, and the topic stays writable with one broker down.
+is on two brokers, and the topic stays writable with one broker down. The heartbeat topic (kafka.heartbeats_topic)
+is compacted (cleanup.policy=compact: it keeps the newest record of each sender, whatever its age) and has one
+partition: a few small records, read whole by the watchdog.
 
 Safe to run again: a topic that exists is left as it is; one whose partition count differs from the settings is
 reported (partitions cannot shrink, and adding some would move symbols to other partitions). Exit status 0 when
@@ -30,7 +32,7 @@ def log(message: str) -> None:
 
 
 def topic_specs(settings: Settings) -> list[dict[str, Any]]:
-    """The topics the pipeline needs: trades, quotes and the DLQ, as the settings describe them."""
+    """The data topics: trades, quotes and the DLQ, as the settings describe them."""
     kafka = settings.kafka
     config = {"retention.ms": str(kafka.retention_ms),
               "min.insync.replicas": str(max(1, kafka.replication_factor - 1))}
@@ -39,11 +41,18 @@ def topic_specs(settings: Settings) -> list[dict[str, Any]]:
             for name in (kafka.trades_topic, kafka.quotes_topic, kafka.dlq_topic)]
 
 
+def heartbeat_topic_spec(settings: Settings) -> dict[str, Any]:
+    """The liveness topic the producer and the stream write and the watchdog reads: compacted, one partition."""
+    kafka = settings.kafka
+    return {"name": kafka.heartbeats_topic, "partitions": 1, "replication_factor": kafka.replication_factor,
+            "config": {"cleanup.policy": "compact", "min.insync.replicas": str(max(1, kafka.replication_factor - 1))}}
+
+
 def create_topics(settings: Settings, timeout: float = TIMEOUT_S) -> int:
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    specs = topic_specs(settings)
+    specs = topic_specs(settings) + [heartbeat_topic_spec(settings)]
     admin = AdminClient(client_config(settings))
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -71,7 +80,8 @@ def create_topics(settings: Settings, timeout: float = TIMEOUT_S) -> int:
                     continue
             spec = next(s for s in missing if s["name"] == name)
             log(f"created {name}: {spec['partitions']} partitions, replication factor {spec['replication_factor']}, "
-                f"min.insync.replicas {spec['config']['min.insync.replicas']}")
+                f"min.insync.replicas {spec['config']['min.insync.replicas']}"
+                + (", compacted" if spec["config"].get("cleanup.policy") == "compact" else ""))
     for spec in specs:
         topic = metadata.topics.get(spec["name"])
         if topic is None:

@@ -29,10 +29,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from conf.heartbeat import check_heartbeat_settings
 from conf.identifiers import is_symbol
-from conf.settings import ConfigError, Settings, load_schema, load_settings
+from conf.settings import ConfigError, Settings, load_settings
 
-from .events import SCHEMA_NAME, EventValidator
+from .events import SCHEMA_NAME, TRADE_SCHEMA_VERSIONS, EventValidator
+from .heartbeat import producer_heartbeat, simulator_counts, sink_counts
 from .simulator import KINDS, MarketSimulator, SimRecord, validate_symbols
 from .sink import Publisher
 
@@ -124,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out-of-order-ratio", type=_ratio, metavar="R",
                      help="share of trades stamped up to simulator.out_of_order_max_seconds in the past")
     sim.add_argument("--malformed-ratio", type=_ratio, metavar="R",
-                     help="share of records that break the trade.v1 contract")
+                     help="share of records that break the trade contract")
+    sim.add_argument("--schema-version", type=int, metavar="N",
+                     help="trade event schema version to emit (conf/schemas/trade.v<N>.json; default "
+                          "producer.trade_schema_version)")
     sim.add_argument("--malformed-target", choices=MALFORMED_TARGETS,
                      help="dlq (default): validate and send malformed records to the DLQ; topic: publish them "
                           "unvalidated to the trades topic -- behave like a misbehaving upstream, to "
@@ -150,8 +155,9 @@ SIMULATOR_DEFAULTS = {"rate": None, "seed": 42, "duplicate_ratio": 0.0, "late_ra
 SOURCE_OPTIONS = {
     "count": ("simulator",), "rate": ("simulator",), "seed": ("simulator",), "duplicate_ratio": ("simulator",),
     "late_ratio": ("simulator",), "out_of_order_ratio": ("simulator",), "malformed_ratio": ("simulator",),
-    "malformed_target": ("simulator",), "start_ms": ("simulator", "replay"), "record": ("finnhub-ws",),
-    "file": ("replay",), "speed": ("replay",), "symbols": ("simulator", "finnhub-ws", "finnhub-rest"),
+    "malformed_target": ("simulator",), "schema_version": ("simulator",), "start_ms": ("simulator", "replay"),
+    "record": ("finnhub-ws",), "file": ("replay",), "speed": ("replay",),
+    "symbols": ("simulator", "finnhub-ws", "finnhub-rest"),
 }
 
 
@@ -180,6 +186,12 @@ def parse_args(argv: Sequence[str] | None, settings: Settings,
         parser.error("--source simulator needs --rate")
     if args.count is None and args.duration is None:
         parser.error("--source simulator needs one of --count or --duration")
+    if args.schema_version is None:
+        args.schema_version = settings.producer.trade_schema_version
+    if args.schema_version not in TRADE_SCHEMA_VERSIONS:
+        known = ", ".join(str(v) for v in TRADE_SCHEMA_VERSIONS)
+        parser.error(f"--schema-version / producer.trade_schema_version: {args.schema_version} is not a trade "
+                     f"schema version in conf/schemas (known: {known})")
     ratios = args.duplicate_ratio + args.late_ratio + args.out_of_order_ratio + args.malformed_ratio
     if ratios > 1.0 + 1e-9:
         parser.error(f"--duplicate-ratio, --late-ratio, --out-of-order-ratio and --malformed-ratio "
@@ -195,7 +207,7 @@ def parse_args(argv: Sequence[str] | None, settings: Settings,
     if args.start_ms is None:
         args.start_ms = now_ms()
     # Every stamped time, late ones included, must be within the contract's trade_ts range.
-    ts_rule = load_schema(SCHEMA_NAME)["properties"]["trade_ts"]
+    ts_rule = EventValidator(SCHEMA_NAME).schema["properties"]["trade_ts"]
     earliest = ts_rule["minimum"] + round(settings.simulator.late_by_seconds * 1000)
     if not earliest <= args.start_ms <= ts_rule["maximum"]:
         parser.error(f"--start-time: must be between {_iso(earliest)} and {_iso(ts_rule['maximum'])} "
@@ -291,7 +303,8 @@ def make_simulator(args: argparse.Namespace, settings: Settings) -> MarketSimula
         args.symbol_specs, rate=args.rate, seed=args.seed, start_ms=args.start_ms, annual_drift=sim.annual_drift,
         late_by_seconds=sim.late_by_seconds, out_of_order_max_seconds=sim.out_of_order_max_seconds,
         duplicate_ratio=args.duplicate_ratio, late_ratio=args.late_ratio,
-        out_of_order_ratio=args.out_of_order_ratio, malformed_ratio=args.malformed_ratio, source=args.source)
+        out_of_order_ratio=args.out_of_order_ratio, malformed_ratio=args.malformed_ratio, source=args.source,
+        schema_version=args.schema_version)
 
 
 def run(args: argparse.Namespace, settings: Settings, publisher_factory: Callable[[Settings], Publisher], *,
@@ -302,6 +315,7 @@ def run(args: argparse.Namespace, settings: Settings, publisher_factory: Callabl
     validator = EventValidator(SCHEMA_NAME)
     publisher = publisher_factory(settings)
     stats = RunStats()
+    heartbeat = producer_heartbeat(settings, publisher, args.source, lambda: simulator_counts(stats, publisher))
     progress_every = float(settings.producer.progress_interval_seconds)
     started = monotonic()
     next_progress = started + progress_every
@@ -318,6 +332,7 @@ def run(args: argparse.Namespace, settings: Settings, publisher_factory: Callabl
         if progress_every > 0 and now >= next_progress:
             _log_progress(stats, publisher, now - started)
             next_progress = now + progress_every
+        heartbeat.tick(now)
         wall_s = now - started
         if args.duration is not None and args.pacing and wall_s >= args.duration:
             stopped_by = "duration"
@@ -334,10 +349,14 @@ def run(args: argparse.Namespace, settings: Settings, publisher_factory: Callabl
             publisher.poll(0)
             sleep(min(sim_s - wall_s, PACING_TICK_SECONDS))
             continue
-        _send(pending, route(pending, validator, args.malformed_target), publisher, stats, args.source)
+        decision = route(pending, validator, args.malformed_target)
+        _send(pending, decision, publisher, stats, args.source)
+        if decision.destination == TRADES and decision.reason is None:
+            heartbeat.event_sent(pending.trade_ts)
         pending = None
 
     undelivered = publisher.flush(settings.producer.delivery_timeout_ms / 1000 + FLUSH_MARGIN_SECONDS)
+    heartbeat.close(undelivered)
     elapsed = monotonic() - started
     return {
         "records": stats.records,
@@ -414,10 +433,12 @@ def run_live(args: argparse.Namespace, settings: Settings, publisher: Any, metri
     from .replay import ReplaySource, first_trade_ms
     from .sink import EventSink
 
-    sink = EventSink(publisher, args.source, metrics)
+    heartbeat = producer_heartbeat(settings, publisher, args.source, lambda: sink_counts(sink))
+    sink = EventSink(heartbeat.observing(publisher), args.source, metrics)
     started = monotonic()
 
-    def stop() -> bool:
+    def stop() -> bool:  # every source asks at least about once a second: the heartbeat's clock too
+        heartbeat.tick(monotonic())
         return should_stop() or (args.duration is not None and monotonic() - started >= args.duration)
 
     recorder = None
@@ -441,6 +462,7 @@ def run_live(args: argparse.Namespace, settings: Settings, publisher: Any, metri
         if recorder is not None:
             recorder.close()
         undelivered = publisher.flush(settings.producer.delivery_timeout_ms / 1000 + FLUSH_MARGIN_SECONDS)
+        heartbeat.close(undelivered)
     if should_stop():
         stopped_by = "signal"
     elif args.duration is not None and monotonic() - started >= args.duration:
@@ -495,6 +517,7 @@ def main(argv: Sequence[str] | None = None,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
+        check_heartbeat_settings(settings)
     except ConfigError as exc:
         print(f"python -m producer: error: configuration: {exc}", file=sys.stderr)
         return 2

@@ -1,9 +1,11 @@
 """Trade events: construction, deterministic ids, wire encoding and contract validation.
 
-The contract is conf/schemas/trade.v1.json; nothing here restates its constraints. Validation failures are
-reported as short reason strings that the Spark stream uses verbatim for its quarantine:
+The contract is conf/schemas/trade.v<N>.json, one file per schema version (v2 adds the optional `exchange`);
+nothing here restates its constraints. An event is judged by the version it names in `schema_version`. Validation
+failures are reported as short reason strings that the Spark stream uses verbatim for its quarantine:
 
     malformed_json            payload is not UTF-8, not JSON, not a JSON object, or holds NaN/Infinity
+    schema_version:unsupported  a schema_version newer than any conf/schemas knows
     <field>:required          a required top-level field is missing (the first one in the schema's order)
     <field>:<keyword>         a top-level field breaks a schema keyword (type, pattern, minimum, maxLength, ...)
     additionalProperties      an unknown top-level field
@@ -17,11 +19,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import fastjsonschema
 
-from conf.settings import load_schema
+from conf.settings import VERSION_FIELD, load_schema, schema_versions
 
-SCHEMA_NAME = "trade.v1"
-QUOTE_SCHEMA_NAME = "quote.v1"
-SCHEMA_VERSION = 1
+# Schema families (conf/schemas/<family>.v<N>.json): validators judge each event by the version it names.
+SCHEMA_NAME = "trade"
+QUOTE_SCHEMA_NAME = "quote"
+SCHEMA_VERSION = 1            # quotes and bars; trades are emitted in the version make_trade_event is asked for
+TRADE_SCHEMA_VERSIONS = tuple(schema_versions(SCHEMA_NAME))
+UNSUPPORTED_VERSION = f"{VERSION_FIELD}:unsupported"
+INT64_MAX = 2 ** 63 - 1
 QUOTE_PRICE_FIELDS = ("current", "change", "percent_change", "high", "low", "open", "previous_close")
 
 MALFORMED_JSON = "malformed_json"
@@ -44,8 +50,15 @@ def trade_event_id(source: str, symbol: str, trade_ts: int, price: float, volume
 
 
 def make_trade_event(source: str, symbol: str, trade_ts: int, price: float, volume: float,
-                     conditions: Sequence[str], sequence: int | None = None) -> dict[str, Any]:
-    """A trade event with exactly the schema's fields, in the schema's property order."""
+                     conditions: Sequence[str], sequence: int | None = None, *, schema_version: int = 1,
+                     exchange: str | None = None) -> dict[str, Any]:
+    """A trade event with exactly the fields of its schema version, in the schema's property order. The event id
+    leaves the version and the exchange out: the same trade sent as v1 and as v2 is one event."""
+    if schema_version not in TRADE_SCHEMA_VERSIONS:
+        raise ValueError(f"unknown trade schema version {schema_version!r}: conf/schemas has "
+                         f"{', '.join(f'v{v}' for v in TRADE_SCHEMA_VERSIONS)}")
+    if exchange is not None and schema_version < 2:
+        raise ValueError("exchange needs trade schema version 2 or later")
     # bool is an int in Python but not an integer in the contract: refuse it here rather than publish it.
     if isinstance(trade_ts, bool) or not isinstance(trade_ts, int):
         raise TypeError(f"trade_ts must be an int (epoch milliseconds), got {trade_ts!r}")
@@ -53,9 +66,9 @@ def make_trade_event(source: str, symbol: str, trade_ts: int, price: float, volu
         raise TypeError(f"sequence must be an int or None, got {sequence!r}")
     conditions = [str(c) for c in conditions]
     price, volume = float(price), float(volume)
-    return {
+    event = {
         "event_id": trade_event_id(source, symbol, trade_ts, price, volume, conditions, sequence),
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_version,
         "source": source,
         "symbol": symbol,
         "price": price,
@@ -64,6 +77,9 @@ def make_trade_event(source: str, symbol: str, trade_ts: int, price: float, volu
         "conditions": conditions,
         "sequence": sequence,
     }
+    if schema_version >= 2:
+        event["exchange"] = exchange
+    return event
 
 
 def quote_event_id(source: str, symbol: str, quote_ts: int, prices: Sequence[float | None]) -> str:
@@ -123,22 +139,39 @@ def decode(payload: bytes) -> dict[str, Any] | None:
 
 
 class EventValidator:
-    """Validates payloads against a message schema and names the first violation as a reason string."""
+    """Validates payloads against a message schema and names the first violation as a reason string.
+
+    Given a family ('trade'), it knows every version in conf/schemas and judges each event by the one its
+    schema_version names; a newer version than it knows is `schema_version:unsupported`, and an absent or
+    ill-typed version is judged by the newest schema (which names what is wrong with it). Given one version
+    ('trade.v1'), only that schema."""
 
     def __init__(self, schema_name: str = SCHEMA_NAME):
         self.schema_name = schema_name
-        self.schema: dict[str, Any] = load_schema(schema_name)
+        if ".v" in schema_name:
+            schemas = {None: load_schema(schema_name)}
+        else:
+            schemas = schema_versions(schema_name)
+        self._validators = {version: (fastjsonschema.compile(schema), tuple(schema.get("required", ())))
+                            for version, schema in schemas.items()}
+        self._latest = max((v for v in schemas if v is not None), default=None)
+        self.schema: dict[str, Any] = schemas[self._latest]
         self.required: tuple[str, ...] = tuple(self.schema.get("required", ()))
-        self._validate = fastjsonschema.compile(self.schema)
 
     def reason(self, event: Any) -> str | None:
         """None if event (a decoded JSON value) satisfies the schema, else the reason string."""
         if not isinstance(event, dict):
             return MALFORMED_JSON
+        version = event.get(VERSION_FIELD)
+        # Beyond int64 a version is out of any range (`maximum`), as the stream reads it, not a future version.
+        if self._latest is not None and type(version) is int and self._latest < version <= INT64_MAX:
+            return UNSUPPORTED_VERSION
+        validate, required = self._validators.get(version if type(version) is int else None,
+                                                  self._validators[self._latest])
         try:
-            self._validate(event)
+            validate(event)
         except fastjsonschema.JsonSchemaValueException as exc:
-            return self._reason_from(exc, event)
+            return self._reason_from(exc, event, required)
         return None
 
     def validate_payload(self, payload: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -149,12 +182,13 @@ class EventValidator:
         reason = self.reason(event)
         return (event, None) if reason is None else (None, reason)
 
-    def _reason_from(self, exc: fastjsonschema.JsonSchemaValueException, event: Mapping[str, Any]) -> str:
+    def _reason_from(self, exc: fastjsonschema.JsonSchemaValueException, event: Mapping[str, Any],
+                     required: tuple[str, ...]) -> str:
         # exc.path is ["data", <top-level property>, <index or nested key>...]: the reason names the
         # top-level property, so an error in conditions[2] is reported against "conditions".
         path = list(exc.path or [])
         if exc.rule == "required" and len(path) <= 1:
-            missing = next((field for field in self.required if field not in event), None)
+            missing = next((field for field in required if field not in event), None)
             if missing is not None:
                 return f"{missing}:required"
         if exc.rule == "additionalProperties" and len(path) <= 1:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 from conf.identifiers import SYMBOL, is_symbol
-from conf.settings import load_schema
+from conf.settings import schema_versions
 
 from .events import ADDITIONAL_PROPERTIES, MALFORMED_JSON, SCHEMA_NAME, encode, make_trade_event
 
@@ -37,6 +37,8 @@ ROUND_LOT_CONDITIONS = ((), ("1",), ("12",), ("1", "12"))
 ROUND_LOT_CONDITION_WEIGHTS = (70, 15, 10, 5)
 ODD_LOT_CONDITIONS = ("I",)
 ODD_LOT_PROBABILITY = 0.2
+# Trade schema v2 venues (ISO 10383 MICs): Nasdaq, NYSE, NYSE Arca, Cboe BZX, IEX.
+VENUES = ("XNAS", "XNYS", "ARCX", "BATS", "IEXG")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class MarketSimulator:
     def __init__(self, symbols: Mapping[str, Mapping[str, Any]], rate: float, seed: int, start_ms: int,
                  annual_drift: float, late_by_seconds: float, out_of_order_max_seconds: float,
                  duplicate_ratio: float = 0.0, late_ratio: float = 0.0, out_of_order_ratio: float = 0.0,
-                 malformed_ratio: float = 0.0, source: str = "simulator"):
+                 malformed_ratio: float = 0.0, source: str = "simulator", schema_version: int = 1):
         if not symbols:
             raise ValueError("no symbols given")
         if not (math.isfinite(rate) and rate > 0):
@@ -95,7 +97,11 @@ class MarketSimulator:
                   _ratio("out_of_order_ratio", out_of_order_ratio), _ratio("malformed_ratio", malformed_ratio)]
         if sum(ratios) > 1.0 + 1e-9:
             raise ValueError(f"duplicate, late, out-of-order and malformed ratios sum to {sum(ratios)}, > 1")
-        schema = load_schema(SCHEMA_NAME)
+        versions = schema_versions(SCHEMA_NAME)
+        if schema_version not in versions:
+            raise ValueError(f"unknown trade schema version {schema_version!r} (conf/schemas has "
+                             f"{', '.join(f'v{v}' for v in versions)})")
+        schema = versions[schema_version]
         source_pattern = schema["properties"]["source"]["pattern"]
         if not re.fullmatch(source_pattern.removeprefix("^").removesuffix("$"), source):  # no trailing newline
             raise ValueError(f"invalid source {source!r}: must match {source_pattern}")
@@ -104,6 +110,7 @@ class MarketSimulator:
                 raise ValueError(f"{symbol}: price and weight must be > 0, volatility >= 0")
 
         self._schema = schema
+        self._schema_version = schema_version
         self._symbols = list(symbols)
         self._volatility = {s: float(symbols[s]["volatility"]) for s in self._symbols}
         self._cum_weights: list[float] = []
@@ -169,7 +176,11 @@ class MarketSimulator:
         price = self._step_price(symbol)
         volume, conditions = self._draw_size()
         self._sequence += 1
-        event = make_trade_event(self._source, symbol, trade_ts, price, volume, conditions, self._sequence)
+        event = make_trade_event(self._source, symbol, trade_ts, price, volume, conditions, self._sequence,
+                                 schema_version=self._schema_version,
+                                 # v2's venue, drawn from the sequence: no random draw, so v1 and v2 runs of a
+                                 # seed are the same trades.
+                                 exchange=VENUES[self._sequence % len(VENUES)] if self._schema_version >= 2 else None)
         record = SimRecord(kind, symbol.encode("utf-8"), encode(event), event["event_id"], None, trade_ts,
                            clock_ms)
         self._recent.append(record)
@@ -220,7 +231,7 @@ class MarketSimulator:
         volume, conditions = self._draw_size()
         # Not a distinct trade: it does not move the price path or consume a sequence number.
         event: dict[str, Any] = make_trade_event(self._source, symbol, clock_ms, self._published_price(symbol),
-                                                 volume, conditions, None)
+                                                 volume, conditions, None, schema_version=self._schema_version)
         props = self._schema["properties"]
         trade_ts: int | None = clock_ms
         if variant == "truncated_json":

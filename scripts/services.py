@@ -263,6 +263,12 @@ log.retention.ms={self.settings.kafka.retention_ms}
             if topic in existing and len(existing[topic].partitions) != kafka.partitions:
                 log(f"warning: topic {topic} has {len(existing[topic].partitions)} partitions, "
                     f"conf says {kafka.partitions} (left as is)")
+        # Liveness heartbeats (conf/heartbeat.py): compacted, so the newest record of each sender stays.
+        if kafka.heartbeats_topic not in existing:
+            heartbeats = NewTopic(kafka.heartbeats_topic, num_partitions=1, replication_factor=kafka.replication_factor,
+                                  config={"cleanup.policy": "compact"})
+            admin.create_topics([heartbeats])[kafka.heartbeats_topic].result()
+            log(f"created topic {kafka.heartbeats_topic} (1 partition, compacted)")
 
 
 def ensure_scram_user(bootstrap_servers: str, user: str, password: str, mechanism: str = "SCRAM-SHA-512") -> None:

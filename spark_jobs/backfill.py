@@ -73,7 +73,7 @@ from pyspark.sql.types import DateType, TimestampNTZType, TimestampType  # noqa:
 from conf.identifiers import IdentifierError, is_symbol  # noqa: E402
 from conf.identifiers import symbol as ticker  # noqa: E402
 from conf.preflight import preflight  # noqa: E402
-from conf.settings import ConfigError, Settings, load_schema, load_settings  # noqa: E402
+from conf.settings import ConfigError, Settings, load_contract, load_settings  # noqa: E402
 from producer.bars import (FILE, FILE_COLUMNS, FINNHUB, CandleClient, CandleFetchFailed,  # noqa: E402
                            CandleFormatError, candle_events, file_row_event, parse_trading_date)
 from producer.errors import AccessDenied, ApiKeyRejected  # noqa: E402
@@ -342,7 +342,7 @@ def land(spark: SparkSession, settings: Settings, args: argparse.Namespace, bars
     """Validate the bars, write Bronze, quarantine and Silver, and return the report."""
     started = time.monotonic()
     run_time = datetime.now(timezone.utc).replace(microsecond=0)
-    schema = load_schema(BARS.schema_name)
+    schema = load_contract(BARS.schema_name)
     ensure_tables(spark, settings, BARS, schema)
     paths = {layer: settings.lake_uri(BARS.table(layer)) for layer in ("bronze", "silver", "quarantine")}
     symbols = symbols_of(settings, args)

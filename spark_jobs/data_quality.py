@@ -5,8 +5,9 @@
 
 No Spark: the chosen (date, hour) partitions of silver/<entity> are read with deltalake (delta-rs) into pandas and
 validated with a Great Expectations 1.x suite built here (ephemeral context, pandas datasource):
-- the columns, names and order, are the Silver contract's: the message schema's fields (conf/schemas), the event
-  time, the Kafka lineage, ingest_time, date, hour (the columns transforms.silver_rows writes);
+- the columns are exactly the Silver contract's: the message schema's fields (conf/schemas, every version), the
+  event time, the Kafka lineage, ingest_time, date, hour (the columns transforms.silver_rows writes); in any order,
+  since Delta schema evolution adds a new version's fields after the others;
 - not null: every field the message schema requires and does not allow to be null, and every column the stream
   itself fills (event time, lineage, date, hour);
 - prices > 0 (trades: price; quotes: current, high, low, open, previous_close), trades' volume >= 0;
@@ -44,7 +45,7 @@ from typing import Any, Iterable
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conf.settings import ConfigError, Settings, load_schema, load_settings  # noqa: E402
+from conf.settings import ConfigError, Settings, load_contract, load_settings  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
 from spark_jobs.maintenance import is_closed  # noqa: E402
 from spark_jobs.maintenance import parse_utc as parse_now  # noqa: E402
@@ -79,7 +80,7 @@ class Contract:
 
 
 def contract(entity: Entity) -> Contract:
-    schema = load_schema(entity.schema_name)
+    schema = load_contract(entity.schema_name)
     fields = list(schema["properties"])
     required = set(schema.get("required", []))
 
@@ -196,7 +197,7 @@ def table_expectations(contract_: Contract, symbols: list[str]) -> list:
 
     expect = gx.expectations
     return [
-        expect.ExpectTableColumnsToMatchOrderedList(column_list=contract_.columns),
+        expect.ExpectTableColumnsToMatchSet(column_set=contract_.columns, exact_match=True),
         *[expect.ExpectColumnValuesToNotBeNull(column=name) for name in contract_.not_null],
         *[expect.ExpectColumnValuesToBeBetween(column=name, min_value=0, strict_min=True)
           for name in contract_.positive],

@@ -41,7 +41,7 @@ from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from conf.preflight import preflight  # noqa: E402
-from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
+from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
 from spark_jobs.maintenance import is_concurrent_modification  # noqa: E402
 from spark_jobs.maintenance import parse_utc as parse_now  # noqa: E402
@@ -183,6 +183,28 @@ def schema_mismatch(rows: DataFrame, target: DataFrame) -> str | None:
     return None if ours == theirs else f"rows have {ours}, Silver has {theirs}"
 
 
+def require_contract_columns(silver_path: str, silver: DataFrame, rows: DataFrame) -> None:
+    """JobError unless Silver has every column of the current contract's rows. A newer contract's columns are the
+    upgraded stream's to add at start-up (stream.add_missing_columns): adding them from a batch job could fail the
+    running stream's next commit."""
+    lacking = [name for name in rows.columns if name not in silver.columns]
+    if lacking:
+        raise JobError(f"{silver_path} lacks the columns {', '.join(lacking)} of the current contract: start the "
+                       f"upgraded stream first, it adds them (README, Operations, \"Upgrading the event schema\")")
+
+
+def open_session(app_name: str, settings: Settings) -> tuple[SparkSession, bool]:
+    """(session, owned): a new session after the start-up checks, or the caller's (tests, a notebook), which the
+    job must then leave running. ConfigError when a check fails."""
+    owned = SparkContext._active_spark_context is None
+    if owned:  # credentials, endpoint and bucket, before the JVM starts
+        preflight(settings, object_store=True)
+    spark = build_spark(app_name, settings, {"spark.ui.enabled": "false"})
+    if owned:
+        spark.sparkContext.setLogLevel("WARN")
+    return spark, owned
+
+
 def merge_missing(spark: SparkSession, silver_path: str, rows: DataFrame, partitions: list[tuple[str, str]],
                   sleep: Callable[[float], None] = time.sleep) -> tuple[int, int]:
     """Insert the rows whose event id the Silver partitions do not hold: (rows inserted, retries).
@@ -211,8 +233,9 @@ def reconcile_entity(spark: SparkSession, settings: Settings, entity: Entity, fr
     silver = silver_table.toDF()
 
     in_window = bronze.where(F.col("date").between(from_date.isoformat(), to_date.isoformat()))
-    parsed = parse_events(in_window, entity, load_schema(entity.schema_name),
+    parsed = parse_events(in_window, entity, load_contract(entity.schema_name),
                           settings.stream.max_future_skew_seconds)
+    require_contract_columns(silver_path, silver, silver_rows(parsed, entity))
     # Parsing is the expensive part: do it once for the valid rows, without the raw bytes.
     valid = parsed.where(F.size("reasons") == 0).drop("key", "value").persist()
     missing = None
@@ -271,16 +294,10 @@ def main(argv: list[str]) -> int:
         settings = load_settings()
         if args.from_date is None:
             args.from_date, args.to_date = lookback_window(now, settings.maintenance.reconcile_lookback_days)
-        # In-process callers (tests, a notebook) keep their session: stop only one this job started.
-        owns_session = SparkContext._active_spark_context is None
-        if owns_session:  # credentials, endpoint and bucket, before the JVM starts
-            preflight(settings, object_store=True)
-        spark = build_spark("stocklake-reconcile", settings, {"spark.ui.enabled": "false"})
+        spark, owns_session = open_session("stocklake-reconcile", settings)
     except ConfigError as exc:
         print(f"reconcile: configuration error: {exc}", file=sys.stderr)
         return 2
-    if owns_session:
-        spark.sparkContext.setLogLevel("WARN")
     summary = {"from": args.from_date.isoformat(), "to": args.to_date.isoformat(), "now": now.isoformat(),
                "entities": [], "ok": True}
     log.info(json.dumps({"event": "reconcile_started", "from": summary["from"], "to": summary["to"],

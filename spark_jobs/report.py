@@ -24,7 +24,7 @@ if __package__ in (None, ""):
 from pyspark.sql import SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from conf.settings import ConfigError, Settings, load_schema, load_settings  # noqa: E402
+from conf.settings import ConfigError, Settings, load_contract, load_settings  # noqa: E402
 from spark_jobs.session import build_spark  # noqa: E402
 from spark_jobs.transforms import ENTITIES, Entity, parse_events  # noqa: E402
 
@@ -32,7 +32,7 @@ from spark_jobs.transforms import ENTITIES, Entity, parse_events  # noqa: E402
 def account(spark: SparkSession, settings: Settings, entity: Entity) -> dict:
     read = lambda layer: spark.read.format("delta").load(settings.lake_uri(entity.table(layer)))  # noqa: E731
     bronze, silver, quarantine = read("bronze"), read("silver"), read("quarantine")
-    parsed = parse_events(bronze, entity, load_schema(entity.schema_name),
+    parsed = parse_events(bronze, entity, load_contract(entity.schema_name),
                           settings.stream.max_future_skew_seconds)
     # Parsing is the expensive part: do it once, keep only the ids.
     valid_ids = parsed.where(F.size("reasons") == 0).select(F.col("event.event_id").alias("event_id")).cache()

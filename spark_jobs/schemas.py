@@ -12,12 +12,15 @@ coercion, so {"price": "12"} is `price:type` here exactly as at the producer.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (ArrayType, BooleanType, DataType, DoubleType, LongType, StringType, StructField,
                                StructType)
+
+from conf.settings import CONTRACT_VERSIONS, VERSION_FIELD
 
 # JSON Schema type -> Spark type of the typed column.
 SPARK_TYPES: dict[str, DataType] = {
@@ -154,6 +157,11 @@ def parse_json(df: DataFrame, raw_column: str, schema: dict[str, Any], event_col
     Spark re-evaluates an expression at every use when it is inlined into conditional branches (one projection
     held the JSON parse about forty times and ran ~150x slower). As columns of their own, each is computed once:
     Spark never collapses a projection into one that uses an expensive expression more than once.
+
+    A versioned contract (conf.settings.load_contract: every version of a schema family in one) adds two rules:
+    a `schema_version` newer than the newest known is `schema_version:unsupported` (first after malformed_json),
+    and a field added in a later version than the record's is an unknown field there (`additionalProperties`, as
+    the producer's validator of that version says), its own rules not applied.
     """
     properties: dict[str, dict[str, Any]] = schema["properties"]
     raw = F.col(raw_column)
@@ -195,16 +203,18 @@ def parse_json(df: DataFrame, raw_column: str, schema: dict[str, Any], event_col
     items_broken = {name: {keyword: F.col(f"{ITEMS_PREFIX}{name}_{keyword}") for keyword in rules}
                     for name, rules in rules_per_field.items()}
     event = F.struct(*[typed[name].alias(name) for name in properties])
+    versions = version_rules(schema, typed)
 
     keys = F.col(JSON_KEYS_COLUMN)
     exact = _violations(schema, F.col(JSON_COLUMN).isNull() | keys.isNull() | ~F.col(SINGLE_COLUMN),
                         lambda name: F.array_contains(keys, name), type_ok, typed, items_broken,
                         F.size(F.array_except(keys, F.array(*[F.lit(name) for name in properties]))) > 0,
+                        versions,
                         lambda name: F.coalesce(F.col(f"{JSON_TYPE_PREFIX}{name}") == "VOID", F.lit(False)),
                         lambda name: F.try_variant_get(F.col(JSON_COLUMN), f"$['{name}']", "double") < 0)
     # A canonical record: present = non-null (to_json leaves nulls out), every type right, no unknown key.
     checked = _violations(schema, F.lit(False), lambda name: typed[name].isNotNull(),
-                          {name: F.lit(True) for name in properties}, typed, items_broken, F.lit(False))
+                          {name: F.lit(True) for name in properties}, typed, items_broken, F.lit(False), versions)
     violations = F.when(is_canonical, F.array(*checked)).otherwise(F.array(*exact))
     helpers = [TEXT_COLUMN, FAST_COLUMN, CANONICAL_COLUMN, JSON_COLUMN, JSON_KEYS_COLUMN, SINGLE_COLUMN,
                *[f"{prefix}{name}" for prefix in (JSON_TYPE_PREFIX, TYPED_PREFIX) for name in properties],
@@ -213,27 +223,53 @@ def parse_json(df: DataFrame, raw_column: str, schema: dict[str, Any], event_col
             .drop(*helpers))
 
 
+@dataclass(frozen=True)
+class VersionRules:
+    unsupported: Column                 # the record's schema_version is newer than the contract knows
+    too_early: dict[str, Column]        # per field added in a later version: the record's version predates it
+
+
+def version_rules(schema: dict[str, Any], typed: dict[str, Column]) -> VersionRules:
+    """The rules a versioned contract adds (none for a single schema version). A record whose version is absent
+    or ill-typed is judged by the newest version, as the producer judges it."""
+    versions = schema.get(CONTRACT_VERSIONS)
+    if not versions:
+        return VersionRules(F.lit(False), {})
+    version = typed[VERSION_FIELD]
+    return VersionRules(
+        F.coalesce(version > F.lit(versions["latest"]), F.lit(False)),
+        {name: F.coalesce(version < F.lit(since), F.lit(False)) for name, since in versions["since"].items()})
+
+
 def _violations(schema: dict[str, Any], malformed: Column, present, type_ok: dict[str, Column],
                 typed: dict[str, Column], items_broken: dict[str, dict[str, Column]],
-                unknown_keys: Column, json_null=lambda name: F.lit(False),
+                unknown_keys: Column, versions: VersionRules, json_null=lambda name: F.lit(False),
                 negative=lambda name: F.lit(False)) -> list[Column]:
     """One column per rule of the contract, in contract order: null where it holds, else the reason.
     `present(name)` says whether the record has the field; `unknown_keys` whether it has fields the contract lacks."""
     properties: dict[str, dict[str, Any]] = schema["properties"]
 
-    violations = [F.when(malformed, F.lit("malformed_json"))]
+    violations = [F.when(malformed, F.lit("malformed_json")),
+                  F.when(versions.unsupported, F.lit(f"{VERSION_FIELD}:unsupported"))]
     for name in schema.get("required", []):
         violations.append(F.when(~present(name), F.lit(f"{name}:required")))
     for name, spec in properties.items():
-        violations.append(F.when(present(name) & ~type_ok[name], F.lit(f"{name}:type")))
+        rules = [F.when(present(name) & ~type_ok[name], F.lit(f"{name}:type"))]
         if "integer" in _types(spec):
             # An integer of the right JSON type that does not fit a bigint (beyond 2^63 - 1): its typed value is
             # null, so the value rules below would pass it. It is out of any range the contract can mean.
             out_of_range = present(name) & type_ok[name] & typed[name].isNull() & ~json_null(name)
             too_low = F.coalesce(negative(name), F.lit(False))
-            violations.append(F.when(out_of_range, F.when(too_low, F.lit(f"{name}:minimum"))
-                                     .otherwise(F.lit(f"{name}:maximum"))))
-        violations.extend(_constraint_violations(name, spec, typed[name], items_broken[name]))
+            rules.append(F.when(out_of_range, F.when(too_low, F.lit(f"{name}:minimum"))
+                                .otherwise(F.lit(f"{name}:maximum"))))
+        rules.extend(_constraint_violations(name, spec, typed[name], items_broken[name]))
+        too_early = versions.too_early.get(name)
+        if too_early is not None:
+            # Not a field of the record's version: when present it is an unknown field there, not judged by the
+            # rules it has in later versions.
+            unknown_keys = unknown_keys | (present(name) & too_early)
+            rules = [F.when(~too_early, rule) for rule in rules]
+        violations.extend(rules)
     if schema.get("additionalProperties") is False:
         violations.append(F.when(unknown_keys, F.lit("additionalProperties")))
     return violations

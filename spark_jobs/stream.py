@@ -42,10 +42,12 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,  # noqa: E402
                                TimestampType)
 
+from conf.heartbeat import check_heartbeat_settings  # noqa: E402
 from conf.kafka_security import client_config, spark_kafka_options  # noqa: E402
 from conf.preflight import preflight, s3_client  # noqa: E402
-from conf.settings import ConfigError, Settings, interval_seconds, load_schema, load_settings  # noqa: E402
+from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings  # noqa: E402
 from spark_jobs.data_loss import CheckFailed, Gap, describe, find_gaps  # noqa: E402
+from spark_jobs.heartbeat import stream_heartbeat  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, parse_observation_name  # noqa: E402
 from spark_jobs.session import build_spark  # noqa: E402
 from spark_jobs.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table  # noqa: E402
@@ -96,16 +98,35 @@ def kafka_stream(spark: SparkSession, settings: Settings, entity: Entity, fail_o
 
 
 def ensure_tables(spark: SparkSession, settings: Settings, entity: Entity, schema: dict) -> None:
-    """Create the entity's tables (empty, partitioned) so readers never meet a missing table."""
+    """Create the entity's tables (empty, partitioned) so readers never meet a missing table, and give an existing
+    table the columns a newer contract adds (add_missing_columns)."""
     empty = bronze_rows(spark.createDataFrame([], KAFKA_SCHEMA))
     parsed = parse_events(empty, entity, schema, settings.stream.max_future_skew_seconds)
     for layer, df in (("bronze", empty), ("silver", silver_rows(parsed, entity)),
                       ("quarantine", quarantine_rows(parsed))):
+        path = settings.lake_uri(entity.table(layer))
         (DeltaTable.createIfNotExists(spark)
-         .location(settings.lake_uri(entity.table(layer)))
+         .location(path)
          .addColumns(df.schema)
          .partitionedBy(*PARTITION_COLUMNS)
          .execute())
+        add_missing_columns(spark, path, df.schema)
+
+
+def add_missing_columns(spark: SparkSession, path: str, schema: StructType) -> list[str]:
+    """Delta schema evolution for a new schema version: the columns of `schema` the table lacks are added (at the
+    end, nullable: the rows already there read them as null), in one metadata-only commit. Returns their names.
+
+    Only additions: a contract version may only add optional fields (conf.settings.load_contract), so a column
+    never changes type or disappears."""
+    existing = {field.name for field in DeltaTable.forPath(spark, path).toDF().schema}
+    missing = [field for field in schema if field.name not in existing]
+    if missing:
+        columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
+        log.info(json.dumps({"event": "table_columns_added", "table": path,
+                             "columns": [field.name for field in missing]}))
+    return [field.name for field in missing]
 
 
 def bronze_writer(settings: Settings, entity: Entity, schema: dict):
@@ -136,7 +157,7 @@ def bronze_writer(settings: Settings, entity: Entity, schema: dict):
 
 def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigger: dict,
                   fail_on_data_loss: bool = True) -> list:
-    schema = load_schema(entity.schema_name)
+    schema = load_contract(entity.schema_name)
     ensure_tables(spark, settings, entity, schema)
     if trigger.get("processingTime", "") is None:
         trigger = {"processingTime": settings.stream.trigger_interval}
@@ -256,6 +277,7 @@ def run(argv: list[str]) -> int:
     try:
         settings = load_settings()
         check_metrics_settings(settings)
+        check_heartbeat_settings(settings)
         # Before the JVM starts: credentials, the object store and the brokers and topics, in seconds.
         preflight(settings, object_store=True, kafka_topics=[e.topic_setting for e in args.entities])
     except ConfigError as exc:
@@ -298,6 +320,7 @@ def run(argv: list[str]) -> int:
     ensure_metrics_table(spark, metrics_table.path)
     listener = ProgressLogger(sinks=[metrics_table.add] + ([metrics.add] if metrics_server else []))
     spark.streams.addListener(listener)
+    heartbeat = stream_heartbeat(settings).attach(spark)
 
     queries = []
     stopping = threading.Event()
@@ -344,8 +367,10 @@ def run(argv: list[str]) -> int:
             if time.monotonic() >= next_flush:
                 metrics_table.flush(spark)
                 next_flush = time.monotonic() + flush_every
+            heartbeat.tick()
     finally:
         flush_after_stop(spark, listener, metrics_table, queries)
+        heartbeat.close(queries)
     log.info(json.dumps({"event": "stream_finished", "totals": listener.totals, "stopped_by_signal":
                          stopping.is_set(), "failed": failed, "metrics_rows_unflushed": metrics_table.pending()}))
     if metrics_server is not None:

@@ -21,7 +21,7 @@ class Entity:
     """One event stream: its topic, its contract and its tables."""
 
     name: str                # table suffix: bronze/<name>, silver/<name>, quarantine/<name>
-    schema_name: str         # conf/schemas/<schema_name>.json
+    schema_name: str         # its contract: every conf/schemas/<schema_name>.v<N>.json (load_contract)
     topic_setting: str       # key in the kafka settings section naming the topic
     event_ts_field: str      # epoch-millisecond event time in the payload
     event_time_column: str   # its timestamp column in Silver
@@ -33,13 +33,13 @@ class Entity:
         return f"_checkpoints/{query}_{self.name}"
 
 
-TRADES = Entity("trades", "trade.v1", "trades_topic", "trade_ts", "trade_time")
-QUOTES = Entity("quotes", "quote.v1", "quotes_topic", "quote_ts", "quote_time")
+TRADES = Entity("trades", "trade", "trades_topic", "trade_ts", "trade_time")
+QUOTES = Entity("quotes", "quote", "quotes_topic", "quote_ts", "quote_time")
 # In the order jobs run and report them when no entity is chosen.
 ENTITIES = {entity.name: entity for entity in (TRADES, QUOTES)}
 # Loaded in batches by spark_jobs/backfill.py, never streamed from Kafka: kept out of ENTITIES so the jobs that
 # iterate it (stream, report, maintenance) leave it alone. No topic, hence no topic setting.
-BARS = Entity("bars", "bar.v1", "", "bar_ts", "bar_time")
+BARS = Entity("bars", "bar", "", "bar_ts", "bar_time")
 BATCH_ENTITIES = {BARS.name: BARS}
 
 
@@ -104,9 +104,14 @@ def silver_rows(parsed_df: DataFrame, entity: Entity) -> DataFrame:
 
 def quarantine_rows(parsed_df: DataFrame) -> DataFrame:
     """Records that broke the contract: the raw record, the first reason and all of them."""
-    return parsed_df.where(F.size("reasons") > 0).select(
+    return judged_rows(parsed_df.where(F.size("reasons") > 0))
+
+
+def judged_rows(parsed_df: DataFrame) -> DataFrame:
+    """Parsed records in quarantine's columns, valid ones included (their reason is null)."""
+    return parsed_df.select(
         "key", "value", "topic", "partition", "offset", "kafka_timestamp", "ingest_time",
-        F.col("reasons")[0].alias("reason"),
+        F.get(F.col("reasons"), 0).alias("reason"),  # get: null for a valid record's empty list (ANSI mode)
         "reasons",
         "date", "hour",
     )
@@ -132,10 +137,15 @@ def missing_from_silver(parsed_bronze: DataFrame, silver: DataFrame, entity: Ent
     `silver` may be restricted to the partitions the events fall in: only its event_id column is read.
     """
     rows = silver_rows(parsed_bronze, entity)
-    # Anti-join first: it leaves only the few late ids for the window below. A window (not an aggregate of a
-    # struct) keeps every column's type and nullability exactly as Silver has them.
+    # Anti-join first: it leaves only the few late ids for first_deliveries' window.
     missing = rows.join(silver.select("event_id"), "event_id", "left_anti")
+    return first_deliveries(missing).select(*rows.columns)
+
+
+def first_deliveries(rows: DataFrame) -> DataFrame:
+    """One row per event_id of Silver-shaped rows: its first delivery by (kafka_timestamp, kafka_partition,
+    kafka_offset). A window (not an aggregate of a struct) keeps every column's type and nullability."""
     first = Window.partitionBy("event_id").orderBy("kafka_timestamp", "kafka_partition", "kafka_offset")
-    return (missing.withColumn("_delivery", F.row_number().over(first))
+    return (rows.withColumn("_delivery", F.row_number().over(first))
             .where(F.col("_delivery") == 1)
-            .select(*rows.columns))
+            .drop("_delivery"))

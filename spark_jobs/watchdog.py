@@ -22,8 +22,15 @@ starting offsets it resolved (sources/0/0). Unhealthy as well, with the reason: 
 never ran there), a checkpoint ahead of the topic (the topic was recreated), the topic missing, Kafka or the object
 store unreachable.
 
-Prints one line per query and one line per reason, then a summary line; --json writes the full result.
-Exit 0 all healthy, 1 any unhealthy, 2 bad configuration or arguments.
+Then the heartbeats (conf/heartbeat.py): the newest record of each sender on kafka.heartbeats_topic (a consumer
+assigned to every partition from its start to its end offset, no consumer group, nothing committed; the topic is
+compacted, so small). Unhealthy when the stream's heartbeat is missing or older than
+watchdog.max_heartbeat_age_seconds (an idle market still has a live stream sending heartbeats), and when a producer
+heartbeat is that old, unless it is the final heartbeat of a producer that stopped ("stopped": true). A heartbeat
+of the future (a clock ahead) counts as fresh.
+
+Prints one line per query and one line per reason, the heartbeats (a line each, their reasons and counts), then a
+summary line; --json writes the full result. Exit 0 all healthy, 1 any unhealthy, 2 bad configuration or arguments.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ import json
 import logging
 import re
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from conf.heartbeat import (STREAM_SENDER, Heartbeat, Verdict, assess_heartbeats,  # noqa: E402
+                            check_heartbeat_settings, parse_heartbeat, render_verdict)
 from conf.kafka_security import client_config  # noqa: E402
 from conf.preflight import s3_client  # noqa: E402
 from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
@@ -188,6 +198,82 @@ def topic_offsets(admin, topic: str) -> tuple[dict[int, int], dict[int, int]]:
     return result["earliest"], result["latest"]
 
 
+def read_heartbeats(settings: Settings, timeout: float = KAFKA_TIMEOUT_SECONDS) -> dict[str, Heartbeat | str]:
+    """{sender: its newest heartbeat, or why that record could not be read} from the heartbeat topic, read from
+    the start to the end offsets it has now. Tombstones (null values) remove their key; records without a key are
+    not heartbeats and are skipped."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    topic = settings.kafka.heartbeats_topic
+    # assign(), never subscribe(): no group is joined and nothing is committed (group.id is only librdkafka's due).
+    consumer = Consumer(client_config(settings, **{"group.id": "stocklake-watchdog", "enable.auto.commit": False,
+                                                   "enable.auto.offset.store": False}))
+    newest: dict[str, tuple[int, int, bytes]] = {}  # key -> (partition, offset, value)
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        except KafkaException as exc:
+            raise CheckFailed(f"Kafka unreachable: {exc}") from None
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            raise CheckFailed(f"heartbeat topic {topic} does not exist (kafka.heartbeats_topic)")
+        ends, start = {}, []
+        for partition in sorted(metadata.partitions):
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            except KafkaException as exc:
+                raise CheckFailed(f"cannot list the offsets of {topic}: {exc}") from None
+            if high > low:
+                ends[partition] = high
+                start.append(TopicPartition(topic, partition, low))
+        if not ends:
+            return {}
+        consumer.assign(start)
+        deadline = time.monotonic() + timeout
+        next_offset = {tp.partition: tp.offset for tp in start}
+        while ends:
+            if time.monotonic() > deadline:
+                raise CheckFailed(f"timed out reading {topic} (partitions {sorted(ends)} not read to their end)")
+            # consume() returns early only with all it asked for: ask for what is left (compaction's gaps aside).
+            left = sum(end - next_offset[p] for p, end in ends.items())
+            messages = consumer.consume(num_messages=max(1, min(1000, left)), timeout=1)
+            for message in messages:
+                if message.error() is not None:
+                    raise CheckFailed(f"cannot read {topic}: {message.error().str()}")
+                key = message.key()
+                if key is not None:
+                    key_text = key.decode("utf-8", errors="replace")
+                    if message.value() is None:
+                        newest.pop(key_text, None)
+                    else:
+                        newest[key_text] = (message.partition(), message.offset(), message.value())
+                next_offset[message.partition()] = message.offset() + 1
+                if message.offset() + 1 >= ends.get(message.partition(), 0):
+                    ends.pop(message.partition(), None)
+            if not messages and ends:
+                # A compacted partition may end in offsets no record holds any more: where the reader is counts.
+                for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                    if tp.offset >= ends[tp.partition]:
+                        ends.pop(tp.partition, None)
+    finally:
+        consumer.close()
+    result: dict[str, Heartbeat | str] = {}
+    for key, (partition, offset, value) in newest.items():
+        try:
+            result[key] = parse_heartbeat(value, key)
+        except ValueError as exc:
+            result[key] = f"partition {partition} offset {offset}: {exc}"
+    return result
+
+
+def check_heartbeats(settings: Settings, now: datetime) -> list[Verdict]:
+    topic = settings.kafka.heartbeats_topic
+    try:
+        newest = read_heartbeats(settings)
+    except CheckFailed as exc:
+        return [Verdict(STREAM_SENDER, False, "unreadable", None, [f"cannot read the heartbeats: {exc}"], None)]
+    return assess_heartbeats(newest, now, settings.watchdog.max_heartbeat_age_seconds, topic)
+
+
 # ---- the job ----------------------------------------------------------------------------------------------------
 
 def check_query(settings: Settings, s3, admin, entity: Entity, query: str, now: datetime) -> dict:
@@ -257,6 +343,7 @@ def main(argv: list[str]) -> int:
     now = args.now or datetime.now(timezone.utc)
     try:
         settings = load_settings()
+        check_heartbeat_settings(settings)
         s3 = s3_client(settings)
     except ConfigError as exc:
         print(f"watchdog: configuration error: {exc}", file=sys.stderr)
@@ -271,15 +358,24 @@ def main(argv: list[str]) -> int:
             log.info(json.dumps({"event": "query_checked", **{k: report[k] for k in (
                 "query", "healthy", "batch_id", "batch_age_seconds", "lag", "reasons")}}))
             reports.append(report)
+    verdicts = check_heartbeats(settings, now)
+    for verdict in verdicts:
+        log.info(json.dumps({"event": "heartbeat_checked", **{k: v for k, v in verdict.as_dict().items()
+                                                              if k != "heartbeat"}}))
     for report in reports:
         print(render(report))
+    for verdict in verdicts:
+        print(render_verdict(verdict))
     unhealthy = [r["query"] for r in reports if not r["healthy"]]
-    print(f"stream_watchdog: {len(reports) - len(unhealthy)}/{len(reports)} queries healthy"
-          + (f"; UNHEALTHY: {', '.join(unhealthy)}" if unhealthy else ""))
+    failing = [f"heartbeat {v.sender}" for v in verdicts if not v.healthy]
+    print(f"stream_watchdog: {len(reports) - len(unhealthy)}/{len(reports)} queries healthy, "
+          f"{len(verdicts) - len(failing)}/{len(verdicts)} heartbeats ok"
+          + (f"; UNHEALTHY: {', '.join(unhealthy + failing)}" if unhealthy or failing else ""))
     if args.json:
-        args.json.write_text(json.dumps({"healthy": not unhealthy, "now": now.isoformat(), "queries": reports},
+        args.json.write_text(json.dumps({"healthy": not (unhealthy or failing), "now": now.isoformat(),
+                                         "queries": reports, "heartbeats": [v.as_dict() for v in verdicts]},
                                         indent=2))
-    return 1 if unhealthy else 0
+    return 1 if unhealthy or failing else 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def namespace_env(run_id: str, name: str) -> dict[str, str]:
         "STOCKLAKE_KAFKA_TRADES_TOPIC": f"{prefix}.trades",
         "STOCKLAKE_KAFKA_QUOTES_TOPIC": f"{prefix}.quotes",
         "STOCKLAKE_KAFKA_DLQ_TOPIC": f"{prefix}.dlq",
+        "STOCKLAKE_KAFKA_HEARTBEATS_TOPIC": f"{prefix}.heartbeats",
         "STOCKLAKE_LAKE_BUCKET": prefix[:63],
     }
 

@@ -52,7 +52,7 @@ def _field_keywords(spec: dict[str, Any]) -> list[str]:
 
 
 PRODUCER_REASONS = frozenset(
-    ["malformed_json", "additionalProperties"]
+    ["malformed_json", "additionalProperties", "schema_version:unsupported"]
     + [f"{name}:required" for name in REQUIRED]
     + [f"{name}:{kw}" for name, spec in PROPERTIES.items() for kw in ["type", *_field_keywords(spec)]])
 STREAM_REASONS = PRODUCER_REASONS | {"trade_ts:future"}
@@ -329,7 +329,8 @@ def bad_values(draw, now_ms: int) -> Hostile:
         st.tuples(st.just("volume"), st.floats(min_value=VOLUME_MAX, max_value=1e300, exclude_min=True),
                   st.just("volume:maximum")),
         st.tuples(st.just("schema_version"), st.sampled_from([0, -1, -(2**63)]), st.just("schema_version:minimum")),
-        st.tuples(st.just("schema_version"), st.sampled_from([2, 3, 2**63 - 1]), st.just("schema_version:maximum")),
+        st.tuples(st.just("schema_version"), st.sampled_from([3, 4, 2**63 - 1]),
+                  st.just("schema_version:unsupported")),
         st.tuples(st.just("sequence"), st.integers(-(2**63), -1), st.just("sequence:minimum")),
         st.tuples(st.just("conditions"), st.lists(st.just("1"), min_size=17, max_size=40),
                   st.just("conditions:maxItems")),

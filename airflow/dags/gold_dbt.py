@@ -1,4 +1,5 @@
-"""Gold: dbt build on the configured warehouse, after fresh Silver (asset events) or every 30 minutes."""
+"""Gold: dbt build on the configured warehouse, after fresh Silver (asset events) or every 30 minutes; then a
+summary to Slack."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -7,6 +8,7 @@ from airflow.sdk import dag
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
+from stocklake_airflow.alerts import success_notice
 from stocklake_airflow.assets import GOLD, SILVER_BARS, SILVER_TRADES, WAREHOUSE_SILVER
 from stocklake_airflow.jobs import DEFAULT_ARGS, job_command, setting
 
@@ -31,14 +33,19 @@ from stocklake_airflow.jobs import DEFAULT_ARGS, job_command, setting
 `local` builds DuckDB (`DBT_DUCKDB_PATH`, default `.lake/warehouse/gold.duckdb`) reading Silver from the lake;
 `snowflake` builds the Gold schema in Snowflake from the external tables. Incremental models merge a look-back
 window, so late rows put into Silver by reconcile reach Gold on the next run.
+
+After a successful build, `gold_summary_notice` posts Gold's rows per candle table, the trades behind them and
+the newest trade's age (`python -m dashboard.gold_summary`) to the `slack_alerts` connection, where failures go;
+`alerts.success_notices: false` turns it off. An unreachable Slack is logged and never fails the run.
 """,
 )
 def gold_dbt():
-    job_command(
+    build = job_command(
         "dbt_build",
         "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; mkdir -p .lake/warehouse; "
         f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting('warehouse.target')}",
         timeout=timedelta(minutes=40), outlets=[GOLD])
+    build >> success_notice("gold_summary_notice", "dashboard.gold_summary", timeout=timedelta(minutes=5))
 
 
 gold_dbt()

@@ -1,4 +1,4 @@
-"""Every 5 minutes: is the streaming job alive and keeping up? Alerts when not."""
+"""Every 5 minutes: are the streaming job and the producers alive, and is the stream keeping up? Alerts when not."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -24,6 +24,13 @@ Runs `python -m spark_jobs.watchdog`: for each streaming query, the age of its n
 its checkpoint on the object store) and its Kafka lag (end offsets minus the checkpointed offsets). It fails, and so
 alerts, when there is lag but no recent batch (`watchdog.max_batch_age_seconds`), when the lag exceeds
 `watchdog.max_consumer_lag`, or when a query has no checkpoint.
+
+It also reads the heartbeats on `kafka.heartbeats_topic` (compacted; the newest record per sender): the stream's
+(per query: last batch, newest event time, batches, rows in, rows quarantined) and each producer's
+(`producer:<source>`: last send, newest event time, sent, DLQ, delivered, failed). It fails when the stream's
+heartbeat is missing or older than `watchdog.max_heartbeat_age_seconds`, and when a producer's heartbeat is that
+old, unless it is the final heartbeat of a producer that stopped cleanly. The task log shows every sender's
+heartbeat, its age and its counts.
 """,
 )
 def stream_watchdog():

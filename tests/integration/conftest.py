@@ -62,8 +62,10 @@ def gold_warehouse(spark, run_id, tmp_path_factory) -> GoldWarehouse:
     env = {**os.environ, **overrides}
     settings = load_settings(env)
     create_namespace(settings)
-    runs = [producer_args(3000, seed=seed, start_time=day, out_of_order_ratio=0.05, duplicate_ratio=0.02)
-            for seed, day in enumerate(GOLD_DAYS, start=21)]
+    # Thursday in trade schema v1, Friday in v2 (with the exchange): Gold is built over both versions.
+    runs = [producer_args(3000, seed=seed, start_time=day, out_of_order_ratio=0.05, duplicate_ratio=0.02,
+                          schema_version=version)
+            for version, (seed, day) in enumerate(enumerate(GOLD_DAYS, start=21), start=1)]
     for args in runs:
         run_producer(env, args, workdir)
     run_stream_available_now(env, workdir / "stream.log")

@@ -42,14 +42,17 @@ def free_port() -> int:
 
 
 def create_namespace(settings: Settings) -> None:
-    """Create the settings' topics and bucket on the running Kafka and MinIO."""
+    """Create the settings' topics (the heartbeat one compacted, as docker/create_topics.py makes it) and bucket on
+    the running Kafka and MinIO."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     kafka = settings.kafka
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
     topics = [kafka.trades_topic, kafka.quotes_topic, kafka.dlq_topic]
     futures = admin.create_topics([NewTopic(t, num_partitions=kafka.partitions, replication_factor=1)
-                                   for t in topics])
+                                   for t in topics]
+                                  + [NewTopic(kafka.heartbeats_topic, num_partitions=1, replication_factor=1,
+                                              config={"cleanup.policy": "compact"})])
     for future in futures.values():
         future.result(timeout=30)
     s3_client(settings).create_bucket(Bucket=settings.lake.bucket)
@@ -85,17 +88,20 @@ def expected_records(env: dict[str, str], args: list[str]):
 TRADES_ONLY = ("trades",)
 
 
-def stream_command(trigger: str, entities: Sequence[str], extra_args: Sequence[str] = ()) -> list[str]:
-    return [SPARK_SUBMIT, "--master", "local[2]", "--driver-memory", "2g", "--conf", "spark.ui.enabled=false",
-            str(REPO / "spark_jobs" / "stream.py"), "--trigger", trigger,
+def stream_command(trigger: str, entities: Sequence[str], extra_args: Sequence[str] = (), master: str = "local[2]",
+                   submit_args: Sequence[str] = ()) -> list[str]:
+    """spark-submit of stream.py; `submit_args` are spark-submit's own options (e.g. --conf), `extra_args` the job's."""
+    return [SPARK_SUBMIT, "--master", master, "--driver-memory", "2g", "--conf", "spark.ui.enabled=false",
+            *submit_args, str(REPO / "spark_jobs" / "stream.py"), "--trigger", trigger,
             *[arg for entity in entities for arg in ("--entity", entity)], *extra_args]
 
 
 def run_stream_available_now(env: dict[str, str], log: Path, timeout: float = 900,
-                             entities: Sequence[str] = TRADES_ONLY) -> None:
+                             entities: Sequence[str] = TRADES_ONLY, master: str = "local[2]",
+                             submit_args: Sequence[str] = ()) -> None:
     with log.open("ab") as out:
-        result = subprocess.run(stream_command("available-now", entities), env=env, cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, timeout=timeout)
+        result = subprocess.run(stream_command("available-now", entities, master=master, submit_args=submit_args),
+                                env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
     assert result.returncode == 0, log.read_text(errors="replace")[-5000:]
 
 

@@ -1,7 +1,8 @@
-"""The Slack failure alert (airflow/plugins/stocklake_airflow/alerts.py), run by the real Airflow in its own
-environment against a local stand-in for a Slack incoming webhook: the exact message a failed task sends, one warning
-and nothing sent without a connection, a refusing or failing webhook logged and never raised, and the webhook token
-never in any log."""
+"""The Slack failure alert and success notice (airflow/plugins/stocklake_airflow/alerts.py), run by the real Airflow
+in its own environment against a local stand-in for a Slack incoming webhook: the exact message a failed task sends,
+one warning and nothing sent without a connection, a refusing or failing webhook logged and never raised, and the
+webhook token never in any log; the exact Gold summary a successful build posts (dashboard/gold_summary.py run in
+the job environment on a small Gold file), and nothing posted when alerts.success_notices is false."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,8 @@ import pytest
 from tests.integration.airflow_harness import TEST_PORT, airflow, airflow_env, airflow_python
 from tests.integration.airflow_harness import airflow_home  # noqa: F401 (the session fixture)
 from tests.standins.slack_webhook_server import SlackWebhookStandIn
+from tests.unit.test_dashboard_queries import write_gold
+from tests.unit.test_gold_summary import CANDLE_MODELS, GOLD, TEXT as GOLD_TEXT
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +179,132 @@ def test_a_failing_webhook_is_logged_never_raised_and_its_token_never_logged(air
     logged = "\n".join(lines) + result.stdout + result.stderr
     for secret in (slack.token, "revoked0token0secret", "standin0webhook0secret"):
         assert secret not in logged
+
+
+# -- success notices ---------------------------------------------------------------------------------------------------
+
+# A build task, then the notice as gold_dbt wires it (with a fixed `now`, so the age in the text is exact).
+NOTICE_DAG = '''
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+
+from stocklake_airflow.alerts import success_notice
+
+
+@dag(dag_id="notice_probe", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
+     default_args={"retries": 0})
+def notice_probe():
+    @task
+    def build():
+        return "built"
+
+    build() >> success_notice("gold_summary_notice", "dashboard.gold_summary", ["--now", "2026-11-20T21:03:00Z"],
+                              timeout=timedelta(minutes=5))
+
+
+notice_probe()
+'''
+
+# Calls post_job_notice directly (as the notice task does) once per scenario: argv[1] is the log file, argv[2] a JSON
+# list of [name, AIRFLOW_CONN_SLACK_ALERTS or null, STOCKLAKE_ALERTS_SUCCESS_NOTICES, DBT_DUCKDB_PATH]; the job and
+# the setting are read by subprocesses of the job environment, which inherit these variables.
+NOTICE_SCRIPT = '''
+import json, logging, os, sys
+
+import airflow  # puts the plugins folder on sys.path, as in every Airflow process
+
+from stocklake_airflow.alerts import post_job_notice
+
+handler = logging.FileHandler(sys.argv[1])
+handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+for name in ("stocklake_airflow", "probe"):
+    logging.getLogger(name).addHandler(handler)
+    logging.getLogger(name).setLevel(logging.INFO)
+for name, connection, notices, warehouse in json.loads(sys.argv[2]):
+    os.environ.pop("AIRFLOW_CONN_SLACK_ALERTS", None)
+    if connection is not None:
+        os.environ["AIRFLOW_CONN_SLACK_ALERTS"] = connection
+    os.environ["STOCKLAKE_ALERTS_SUCCESS_NOTICES"] = notices
+    os.environ["DBT_DUCKDB_PATH"] = warehouse
+    logging.getLogger("probe").info("scenario %s", name)
+    try:
+        result = post_job_notice("dashboard.gold_summary", ["--now", "2026-11-20T21:03:00Z"])
+    except Exception as err:
+        print("RAISED", name, type(err).__name__, err, flush=True)
+    else:
+        print("RETURNED", name, result, flush=True)
+'''
+
+
+def outcomes(result) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line.startswith(("RETURNED ", "RAISED "))]
+
+
+def test_a_successful_build_posts_the_gold_summary_to_slack(airflow_home, tmp_path):
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "notice_probe.py").write_text(NOTICE_DAG)
+    warehouse = write_gold(tmp_path / "gold.duckdb", GOLD, CANDLE_MODELS)
+    with SlackWebhookStandIn() as slack:
+        env = airflow_env(airflow_home, {"AIRFLOW__CORE__DAGS_FOLDER": str(dags), "DBT_DUCKDB_PATH": str(warehouse),
+                                         "AIRFLOW_CONN_SLACK_ALERTS": webhook_connection(slack.base_url, slack.token)})
+        result = airflow(["dags", "test", "notice_probe", "2026-01-02"], env, timeout=600)
+        requests = slack.requests
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert GOLD_TEXT == ("Gold build ok: 1m candles 4 rows, 1h 3, 1d 3 (14 trades); "
+                         "newest trade 2026-11-20 20:59 UTC (3 min old)")
+    assert [(r.method, r.path, r.authorized, r.status, r.body) for r in requests] == [
+        ("POST", "/services/<token>", True, 200, {"text": GOLD_TEXT})]
+    assert f"success notice: {GOLD_TEXT}" in output
+    assert "slack alert sent (connection slack_alerts)" in output
+    task_logs = "".join(p.read_text(errors="replace") for p in (airflow_home / "logs").rglob("*") if p.is_file())
+    assert slack.token not in output + task_logs
+
+
+def test_a_notice_is_off_by_setting_never_fails_on_slack_and_fails_when_gold_cannot_be_read(airflow_home, tmp_path):
+    warehouse = str(write_gold(tmp_path / "gold.duckdb", GOLD, CANDLE_MODELS))
+    missing = tmp_path / "missing.duckdb"
+    with SlackWebhookStandIn() as slack:
+        closed = SlackWebhookStandIn(token=slack.token)
+        with closed:
+            refused_host = closed.base_url  # a port nobody listens on once this block ends
+        connection = webhook_connection(slack.base_url, slack.token)
+        scenarios = [
+            ("off", connection, "false", warehouse),
+            ("refused", webhook_connection(refused_host, slack.token), "true", warehouse),
+            ("unconnected", None, "true", warehouse),
+            ("missing", connection, "true", str(missing)),
+            ("bad-setting", connection, "sometimes", warehouse),
+        ]
+        log_file = tmp_path / "notice.log"
+        result = airflow_python(NOTICE_SCRIPT, [str(log_file), json.dumps(scenarios)], airflow_env(airflow_home),
+                                timeout=300)
+        requests = slack.requests
+    assert result.returncode == 0, result.stderr[-3000:]
+    groups = by_scenario(log_file.read_text().splitlines())
+    alerts_lines = {name: [line for line in group if line.split(" ", 2)[1] == f"{ALERTS}:"]
+                    for name, group in groups.items()}
+    assert alerts_lines == {
+        "off": [f"INFO {ALERTS}: success notice off (alerts.success_notices is false): nothing posted"],
+        "refused": [f"INFO {ALERTS}: success notice: {GOLD_TEXT}",
+                    f"ERROR {ALERTS}: slack alert not sent (connection slack_alerts): URLError: "
+                    "<urlopen error [Errno 111] Connection refused>"],
+        "unconnected": [f"INFO {ALERTS}: success notice: {GOLD_TEXT}",
+                        f"WARNING {ALERTS}: no slack_alerts connection: alert not sent: {GOLD_TEXT}"],
+        "missing": [],
+        "bad-setting": [],
+    }
+    assert outcomes(result) == [
+        "RETURNED off False",
+        "RETURNED refused False",
+        "RETURNED unconnected False",
+        f"RAISED missing RuntimeError dashboard.gold_summary exited with 1: gold_summary: cannot read Gold "
+        f"(DuckDB {missing}): no Gold warehouse at {missing}",
+        "RAISED bad-setting RuntimeError conf.settings exited with 2: settings: configuration error: "
+        "alerts.success_notices: expected true/false, got 'sometimes' (from environment "
+        "STOCKLAKE_ALERTS_SUCCESS_NOTICES)",
+    ]
+    # Nothing reached the webhook: off, refused, no connection, and no summary to send.
+    assert requests == []

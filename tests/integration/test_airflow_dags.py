@@ -26,10 +26,12 @@ EXPECTED_DAGS = {
                               ["lakehouse", "maintenance", "spark"]),
     "snowflake_refresh": ("*/15 * * * *", ["refresh_external_tables", "warehouse_is_snowflake"], 2,
                           ["snowflake", "warehouse"]),
-    "gold_dbt": (None, ["dbt_build"], 2, ["dbt", "gold", "warehouse"]),
+    "gold_dbt": (None, ["dbt_build", "gold_summary_notice"], 2, ["dbt", "gold", "warehouse"]),
     "data_quality": ("25 * * * *", ["check_silver_trades"], 0, ["quality", "silver"]),
     "historical_backfill": (None, ["backfill", "backfill_arguments"], 2, ["backfill", "lakehouse", "spark"]),
     "stream_watchdog": ("*/5 * * * *", ["check_stream"], 0, ["monitoring", "stream"]),
+    "reprocess": (None, ["rebuild_gold", "rebuild_silver", "refresh_warehouse_silver", "reprocess_arguments"], 2,
+                  ["gold", "lakehouse", "spark"]),
 }
 
 
@@ -56,7 +58,12 @@ def test_every_dag_imports_with_its_schedule_retries_timeouts_alerts_tags_and_do
             assert task["execution_timeout_seconds"] is not None, (dag_id, task_id)
             # Every task's failure posts the Slack alert.
             assert task["on_failure_callback"] == [ALERT], (dag_id, task_id)
-    assert dags["historical_backfill"]["schedule"] is None
+    assert dags["historical_backfill"]["schedule"] is None and dags["reprocess"]["schedule"] is None
+    # Reprocess: Silver from Bronze, then the warehouse's view of Silver, then Gold in full.
+    rebuild = dags["reprocess"]["tasks"]
+    assert [rebuild[task]["upstream"] for task in ("rebuild_silver", "refresh_warehouse_silver", "rebuild_gold")] == [
+        ["reprocess_arguments"], ["rebuild_silver"], ["refresh_warehouse_silver"]]
+    assert rebuild["rebuild_silver"]["outlets"] == ["silver_quotes", "silver_trades"]
     # Gold: data-aware (Silver changed) or every 30 minutes.
     assert sorted(dags["gold_dbt"]["schedule_assets"]) == ["silver_bars", "silver_trades", "warehouse_silver"]
     assert "7,37 * * * *" in dags["gold_dbt"]["timetable"]
@@ -65,6 +72,8 @@ def test_every_dag_imports_with_its_schedule_retries_timeouts_alerts_tags_and_do
     maintenance = dags["lakehouse_maintenance"]["tasks"]
     assert (maintenance["retention"]["upstream"], maintenance["vacuum"]["upstream"]) == (["reconcile"], ["retention"])
     assert dags["historical_backfill"]["tasks"]["backfill"]["upstream"] == ["backfill_arguments"]
+    # Gold's success notice only after the build succeeded.
+    assert dags["gold_dbt"]["tasks"]["gold_summary_notice"]["upstream"] == ["dbt_build"]
     # Tasks that change Silver announce it, which is what schedules gold_dbt.
     assert dags["lakehouse_maintenance"]["tasks"]["reconcile"]["outlets"] == ["silver_quotes", "silver_trades"]
     assert "silver_trades" in dags["lakehouse_compaction"]["tasks"]["compact"]["outlets"]

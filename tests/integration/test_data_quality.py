@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from conf.settings import load_schema
+from conf.settings import load_contract
 from spark_jobs.data_quality import main
 from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables
 from spark_jobs.transforms import TRADES, bronze_rows, parse_events, silver_rows
@@ -29,9 +29,9 @@ def write_silver(spark, settings, env) -> list:
     kafka_rows = [(r.key, r.value, settings.kafka.trades_topic, i % 6, i // 6,
                    datetime.fromtimestamp(r.trade_ts / 1000 + 1, timezone.utc), 0)
                   for i, r in enumerate(records)]
-    ensure_tables(spark, settings, TRADES, load_schema(TRADES.schema_name))
+    ensure_tables(spark, settings, TRADES, load_contract(TRADES.schema_name))
     parsed = parse_events(bronze_rows(spark.createDataFrame(kafka_rows, KAFKA_SCHEMA)), TRADES,
-                          load_schema(TRADES.schema_name), settings.stream.max_future_skew_seconds)
+                          load_contract(TRADES.schema_name), settings.stream.max_future_skew_seconds)
     silver_rows(parsed, TRADES).write.format("delta").mode("append").save(settings.lake_uri("silver/trades"))
     return records
 

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import pytest
 from delta.tables import DeltaTable
 
-from conf.settings import load_schema
+from conf.settings import load_contract
 from producer.events import encode, make_trade_event
 from spark_jobs import compact, retention, vacuum
 from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables
@@ -22,7 +22,7 @@ from tests.integration.stack import REPO, SPARK_SUBMIT, s3_client
 
 pytestmark = pytest.mark.integration
 
-SCHEMA = load_schema(TRADES.schema_name)
+SCHEMA = load_contract(TRADES.schema_name)
 NOW = "2026-01-05T15:20:00Z"             # with the default 15 min grace, hour 14 closed at 15:15
 CLOSED = ("2026-01-05", "14")
 OPEN = ("2026-01-05", "15")              # the hour the stream is writing

@@ -333,7 +333,7 @@ def test_app_image_installs_the_locked_environments_and_the_pinned_jars(app_dock
 
 def test_build_contexts_dockerfiles_and_targets_exist(services):
     built = {name: s for name, s in services.items() if "build" in s}
-    assert len(built) == len(services) - 3  # everything but the three Kafka brokers
+    assert set(services) - set(built) == {"kafka-1", "kafka-2", "kafka-3", "kafka-ui"}  # released images
     for name, service in built.items():
         context, dockerfile, target = service_dockerfile(service)
         assert context.is_dir(), f"{name}: no build context {context}"
@@ -571,6 +571,29 @@ def test_kafka_is_three_combined_kraft_nodes_with_replication_3_and_min_isr_2(se
     assert len(base64.urlsafe_b64decode(env_example["KAFKA_CLUSTER_ID"] + "==")) == 16
 
 
+def test_kafka_ui_shows_the_compose_cluster_read_only_once_every_broker_is_healthy(services):
+    ui = services["kafka-ui"]
+    assert re.fullmatch(r"ghcr\.io/kafbat/kafka-ui:v\d+\.\d+\.\d+", ui["image"]), ui["image"]
+    env = environment_of(ui)
+    brokers = sorted(name for name, s in services.items() if s["image"].startswith("apache/kafka:"))
+    # Each broker's internal listener (the first advertised one), as the pipeline's services reach them.
+    internal = [environment_of(services[name])["KAFKA_ADVERTISED_LISTENERS"].split(",")[0] for name in brokers]
+    assert internal == [f"PLAINTEXT://{name}:9092" for name in brokers]
+    assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"].split(",") == [f"{name}:9092" for name in brokers]
+    assert env["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == \
+        stocklake_env(services["stream"])["STOCKLAKE_KAFKA_BOOTSTRAP_SERVERS"]
+    # One cluster, read-only (the UI has no login), configured by environment only: no credentials to hold.
+    assert env == {"KAFKA_CLUSTERS_0_NAME": "stocklake",
+                   "KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS": "kafka-1:9092,kafka-2:9092,kafka-3:9092",
+                   "KAFKA_CLUSTERS_0_READONLY": "true", "DYNAMIC_CONFIG_ENABLED": "false", "JAVA_OPTS": "-Xmx256m"}
+    assert depends_on(ui) == {name: "service_healthy" for name in brokers}
+    # The UI's port 8080, on the host's loopback only, and the health check asks the same port.
+    assert ui["ports"] == ["127.0.0.1:8088:8080"]
+    assert ui["healthcheck"]["test"] == ["CMD", "wget", "-q", "-O", "/dev/null",
+                                         "http://localhost:8080/actuator/health"]
+    assert ui["restart"] == "unless-stopped" and "volumes" not in ui
+
+
 def test_topic_init_creates_the_configured_topics(services):
     specs = create_topics.topic_specs(load_settings(stocklake_env(services["topic-init"])))
     assert specs == [
@@ -587,25 +610,31 @@ def test_topic_init_script_against_the_real_local_kafka(tmp_path):
 
     settings = load_settings()
     prefix = f"test-compose-{uuid.uuid4().hex[:8]}"
-    names = {"TRADES": f"{prefix}.trades", "QUOTES": f"{prefix}.quotes", "DLQ": f"{prefix}.dlq"}
+    names = {"TRADES": f"{prefix}.trades", "QUOTES": f"{prefix}.quotes", "DLQ": f"{prefix}.dlq",
+             "HEARTBEATS": f"{prefix}.heartbeats"}
     env = {**os.environ, **{f"STOCKLAKE_KAFKA_{kind}_TOPIC": topic for kind, topic in names.items()}}
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
     script = [sys.executable, str(DOCKER / "create_topics.py")]
     try:
         first = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
         assert first.returncode == 0, first.stdout + first.stderr
-        assert first.stdout.count("create_topics: created ") == 3
+        assert first.stdout.count("create_topics: created ") == 4
+        assert f"create_topics: created {names['HEARTBEATS']}: 1 partitions, replication factor 1, " \
+               f"min.insync.replicas 1, compacted" in first.stdout
         topics = admin.list_topics(timeout=10).topics
         assert {name: len(topics[name].partitions) for name in names.values()} == {
-            name: settings.kafka.partitions for name in names.values()}
+            **{name: settings.kafka.partitions for name in names.values()}, names["HEARTBEATS"]: 1}
         resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names.values()]
         for resource, future in admin.describe_configs(resources).items():
             config = future.result()
-            assert (config["min.insync.replicas"].value, config["retention.ms"].value) == (
-                "1", str(settings.kafka.retention_ms)), resource
+            if resource.name == names["HEARTBEATS"]:  # the newest heartbeat of each sender stays, whatever its age
+                assert (config["min.insync.replicas"].value, config["cleanup.policy"].value) == ("1", "compact")
+                continue
+            assert (config["min.insync.replicas"].value, config["retention.ms"].value,
+                    config["cleanup.policy"].value) == ("1", str(settings.kafka.retention_ms), "delete"), resource
         again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stdout + again.stderr
-        assert "created" not in again.stdout and again.stdout.count(" exists (") == 3
+        assert "created" not in again.stdout and again.stdout.count(" exists (") == 4
         # More replicas than brokers: refused up front, nothing created.
         other = {k: v.replace(prefix, prefix + "-rf3") if k.endswith("_TOPIC") else v for k, v in env.items()}
         refused = subprocess.run(script, env={**other, "STOCKLAKE_KAFKA_REPLICATION_FACTOR": "3"},
@@ -662,7 +691,7 @@ def test_env_example_holds_placeholders_and_env_is_never_committed(env_example):
 
 def test_host_ports_listen_on_loopback_only(services):
     published = [port for service in services.values() for port in service.get("ports") or []]
-    assert len(published) == 8
+    assert len(published) == 9
     assert all(port.startswith("127.0.0.1:") for port in published), published
 
 

@@ -28,7 +28,7 @@ DBT = str(Path(sys.executable).with_name("dbt"))
 SILVER_TRADES_SCHEMA = pa.schema([
     ("event_id", pa.string()), ("schema_version", pa.int64()), ("source", pa.string()),
     ("symbol", pa.string()), ("price", pa.float64()), ("volume", pa.float64()), ("trade_ts", pa.int64()),
-    ("conditions", pa.list_(pa.string())), ("sequence", pa.int64()),
+    ("conditions", pa.list_(pa.string())), ("sequence", pa.int64()), ("exchange", pa.string()),
     ("trade_time", pa.timestamp("us", tz="UTC")), ("kafka_topic", pa.string()),
     ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()),
     ("kafka_timestamp", pa.timestamp("us", tz="UTC")), ("ingest_time", pa.timestamp("us", tz="UTC")),
@@ -53,6 +53,7 @@ def _trade(event_id: str, symbol: str, price: float, volume: float, at: datetime
     return {
         "event_id": event_id, "schema_version": 1, "source": "simulator", "symbol": symbol, "price": price,
         "volume": volume, "trade_ts": int(at.timestamp() * 1000), "conditions": [], "sequence": None,
+        "exchange": "XNAS" if symbol == "MSFT" else None,  # Silver of trade schema v1 and v2 events
         "trade_time": at, "kafka_topic": "market.trades.v1", "kafka_partition": 0, "kafka_offset": offset,
         "kafka_timestamp": at, "ingest_time": datetime.now(timezone.utc),
         "date": at.strftime("%Y-%m-%d"), "hour": at.strftime("%H"),

@@ -138,7 +138,9 @@ GOOD = encode(valid_event())
     (payload(trade_ts=0), "trade_ts:minimum"),
     (payload(trade_ts=4102444800001), "trade_ts:maximum"),
     (payload(schema_version=0), "schema_version:minimum"),
-    (payload(schema_version=2), "schema_version:maximum"),
+    (payload(schema_version=3), "schema_version:unsupported"),
+    (payload(schema_version=2 ** 63 - 1, price=0), "schema_version:unsupported"),
+    (payload(schema_version=2, exchange="nasdaq"), "exchange:pattern"),
     (payload(conditions=["1", "2", "123456789"]), "conditions:maxLength"),
     (payload(conditions=["1"] * 17), "conditions:maxItems"),
     (payload(sequence=-1), "sequence:minimum"),
@@ -146,3 +148,35 @@ GOOD = encode(valid_event())
 ])
 def test_validator_reason(validator, raw, reason):
     assert validator.validate_payload(raw) == (None, reason)
+
+
+def test_make_trade_event_v2_adds_the_exchange_and_keeps_the_event_id():
+    event = make_trade_event(**BASE, schema_version=2, exchange="XNAS")
+    assert list(event) == list(load_schema("trade.v2")["properties"])
+    assert event == {**valid_event(), "schema_version": 2, "exchange": "XNAS"}
+    assert make_trade_event(**BASE, schema_version=2)["exchange"] is None
+
+
+def test_make_trade_event_refuses_unknown_versions_and_an_exchange_in_v1():
+    with pytest.raises(ValueError, match="unknown trade schema version 3: conf/schemas has v1, v2"):
+        make_trade_event(**BASE, schema_version=3)
+    with pytest.raises(ValueError, match="exchange needs trade schema version 2"):
+        make_trade_event(**BASE, exchange="XNAS")
+
+
+@pytest.mark.parametrize("event, reason", [
+    (make_trade_event(**BASE), None),
+    (make_trade_event(**BASE, schema_version=2, exchange="XNAS"), None),
+    (make_trade_event(**BASE, schema_version=2), None),
+    ({**make_trade_event(**BASE), "exchange": "XNAS"}, "additionalProperties"),   # not a v1 field
+    ({**make_trade_event(**BASE, schema_version=2, exchange="XNAS"), "schema_version": 3},
+     "schema_version:unsupported"),
+])
+def test_the_validator_judges_each_event_by_its_own_version(validator, event, reason):
+    assert validator.reason(event) == reason
+
+
+def test_a_validator_of_one_version_keeps_that_versions_rules():
+    v1 = EventValidator("trade.v1")
+    assert v1.reason(make_trade_event(**BASE, schema_version=2)) == "schema_version:maximum"
+    assert v1.reason(make_trade_event(**BASE)) is None

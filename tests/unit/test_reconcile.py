@@ -10,20 +10,20 @@ from chispa import assert_df_equality
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 
-from conf.settings import load_schema
+from conf.settings import load_contract
 from spark_jobs.reconcile import (JobError, behind_watermark, lookback_window, merge_condition, parse_args,
                                   watermark_horizon_ms, with_retries)
 from spark_jobs.transforms import ENTITIES, TRADES, bronze_rows, missing_from_silver, parse_events, silver_rows
 
-SCHEMA = load_schema("trade.v1")
+SCHEMA = load_contract("trade")
 KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, " \
                 "timestampType int"
 INGESTED = datetime(2026, 1, 5, 12, 0, 0)  # session time zone is UTC
 T0 = 1767605400000  # 2026-01-05 09:30:00 UTC
 SILVER_COLUMNS = "event_id string, schema_version long, source string, symbol string, price double, " \
-                 "volume double, trade_ts long, conditions array<string>, sequence long, trade_time timestamp, " \
-                 "kafka_topic string, kafka_partition int, kafka_offset long, kafka_timestamp timestamp, " \
-                 "ingest_time timestamp, date string, hour string"
+                 "volume double, trade_ts long, conditions array<string>, sequence long, exchange string, " \
+                 "trade_time timestamp, kafka_topic string, kafka_partition int, kafka_offset long, " \
+                 "kafka_timestamp timestamp, ingest_time timestamp, date string, hour string"
 
 
 def trade(letter: str, minute: int = 0, **changes) -> dict:
@@ -64,13 +64,13 @@ def test_missing_rows_are_the_first_valid_delivery_of_each_id_silver_lacks(spark
 
     assert missing.schema == silver_rows(bronze, TRADES).schema  # Silver's columns, order, types, nullability
     expected = spark.createDataFrame([
-        ("a" * 64, 1, "simulator", "AAPL", 189.5, 100.0, T0, ["1"], 3, at(9, 30), "t", 0, 9, at(9, 30), INGESTED,
+        ("a" * 64, 1, "simulator", "AAPL", 189.5, 100.0, T0, ["1"], 3, None, at(9, 30), "t", 0, 9, at(9, 30), INGESTED,
          "2026-01-05", "09"),
-        ("b" * 64, 1, "simulator", "AAPL", 189.5, 100.0, T0 + 120_000, ["1"], 3, at(9, 32), "t", 0, 7, at(9, 32),
+        ("b" * 64, 1, "simulator", "AAPL", 189.5, 100.0, T0 + 120_000, ["1"], 3, None, at(9, 32), "t", 0, 7, at(9, 32),
          INGESTED, "2026-01-05", "09"),
-        ("c" * 64, 1, "simulator", "AAPL", 189.5, 100.0, T0 + 180_000, ["1"], 3, at(9, 33), "t", 0, 3, at(9, 33),
+        ("c" * 64, 1, "simulator", "AAPL", 189.5, 100.0, T0 + 180_000, ["1"], 3, None, at(9, 33), "t", 0, 3, at(9, 33),
          INGESTED, "2026-01-05", "09"),
-        ("f" * 64, 1, "simulator", "AAPL", 189.5, 100.0, T0 + 35 * 60_000, ["1"], 3, at(10, 5), "t", 2, 0,
+        ("f" * 64, 1, "simulator", "AAPL", 189.5, 100.0, T0 + 35 * 60_000, ["1"], 3, None, at(10, 5), "t", 2, 0,
          at(10, 5), INGESTED, "2026-01-05", "10"),
     ], SILVER_COLUMNS)
     assert_df_equality(missing, expected, ignore_nullable=True, ignore_row_order=True)

@@ -9,12 +9,12 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
-from conf.settings import load_schema
+from conf.settings import ConfigError, load_contract, load_schema
 from spark_jobs.schemas import ecma_pattern, struct_type
 from spark_jobs.transforms import (TRADES, bronze_rows, deduplicate, parse_events, quarantine_rows,
                                    silver_rows)
 
-SCHEMA = load_schema("trade.v1")
+SCHEMA = load_contract("trade")  # the stream's contract: trade.v1 and trade.v2
 KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, " \
                 "timestampType int"
 TS = datetime(2026, 1, 5, 9, 30, 0)  # session time zone is UTC
@@ -44,6 +44,7 @@ def test_struct_type_is_derived_from_the_json_schema():
         StructField("trade_ts", LongType(), False),
         StructField("conditions", ArrayType(StringType(), False), False),
         StructField("sequence", LongType(), True),
+        StructField("exchange", StringType(), True),
     ])
 
 
@@ -79,7 +80,20 @@ VIOLATION_CASES = [
     ({**GOOD, "conditions": [1]}, ["conditions:type"]),
     ({**GOOD, "conditions": ["123456789"]}, ["conditions:maxLength"]),
     ({**GOOD, "event_id": "xyz"}, ["event_id:pattern"]),
-    ({**GOOD, "schema_version": 2}, ["schema_version:maximum"]),
+    ({**GOOD, "schema_version": 0}, ["schema_version:minimum"]),
+    ({**GOOD, "schema_version": 2}, []),
+    ({**GOOD, "schema_version": 2, "exchange": "XNAS"}, []),
+    ({**GOOD, "schema_version": 2, "exchange": None}, []),
+    ({**GOOD, "schema_version": 2, "exchange": "nasdaq"}, ["exchange:pattern"]),
+    ({**GOOD, "schema_version": 2, "exchange": 7}, ["exchange:type"]),
+    # exchange is not a v1 field: in a v1 event it is an unknown one, whatever its value.
+    ({**GOOD, "exchange": "XNAS"}, ["additionalProperties"]),
+    ({**GOOD, "exchange": "nasdaq"}, ["additionalProperties"]),
+    # A version newer than conf/schemas knows: quarantined with that reason first, whatever else it holds.
+    ({**GOOD, "schema_version": 3}, ["schema_version:unsupported"]),
+    ({**GOOD, "schema_version": 3, "exchange": "XNAS", "venue_fee": 0.1},
+     ["schema_version:unsupported", "additionalProperties"]),
+    ({**GOOD, "schema_version": 2 ** 62, "price": 0}, ["schema_version:unsupported", "price:exclusiveMinimum"]),
     ({**GOOD, "extra": 1}, ["additionalProperties"]),
     ({k: v for k, v in GOOD.items() if k != "trade_ts"}, ["trade_ts:required"]),
     ({**GOOD, "price": 0, "volume": -1}, ["price:exclusiveMinimum", "volume:minimum"]),
@@ -122,15 +136,60 @@ def test_trade_stamped_beyond_the_allowed_skew_past_its_kafka_time_is_future(spa
 
 
 def test_silver_is_typed_and_partitioned_by_event_hour(spark):
-    parsed = parse_events(bronze_rows(kafka_df(spark, [GOOD, {**GOOD, "price": 0}])), TRADES, SCHEMA, 300)
-    silver = silver_rows(parsed, TRADES).drop("ingest_time")
+    v2 = {**GOOD, "event_id": "b" * 64, "schema_version": 2, "exchange": "XNAS"}
+    parsed = parse_events(bronze_rows(kafka_df(spark, [GOOD, {**GOOD, "price": 0}, v2])), TRADES, SCHEMA, 300)
+    silver = silver_rows(parsed, TRADES).drop("ingest_time").orderBy("kafka_offset")
+    # One Silver schema for both versions: v1 rows have no exchange (null).
     expected = spark.createDataFrame(
-        [("a" * 64, 1, "simulator", "AAPL", 189.5, 100.0, 1767605400000, ["1"], 3,
-          datetime(2026, 1, 5, 9, 30), "t", 0, 0, TS, "2026-01-05", "09")],
+        [("a" * 64, 1, "simulator", "AAPL", 189.5, 100.0, 1767605400000, ["1"], 3, None,
+          datetime(2026, 1, 5, 9, 30), "t", 0, 0, TS, "2026-01-05", "09"),
+         ("b" * 64, 2, "simulator", "AAPL", 189.5, 100.0, 1767605400000, ["1"], 3, "XNAS",
+          datetime(2026, 1, 5, 9, 30), "t", 0, 2, TS, "2026-01-05", "09")],
         "event_id string, schema_version long, source string, symbol string, price double, volume double, "
-        "trade_ts long, conditions array<string>, sequence long, trade_time timestamp, kafka_topic string, "
-        "kafka_partition int, kafka_offset long, kafka_timestamp timestamp, date string, hour string")
+        "trade_ts long, conditions array<string>, sequence long, exchange string, trade_time timestamp, "
+        "kafka_topic string, kafka_partition int, kafka_offset long, kafka_timestamp timestamp, date string, "
+        "hour string")
     assert_df_equality(silver, expected, ignore_nullable=True)
+
+
+def test_a_single_schema_version_keeps_its_own_rules(spark):
+    # trade.v1 alone (what the stream read before v2): version 2 is beyond its maximum, exchange unknown.
+    parsed = parse_events(bronze_rows(kafka_df(spark, [{**GOOD, "schema_version": 2}, {**GOOD, "exchange": "XNAS"}])),
+                          TRADES, load_schema("trade.v1"), 300)
+    assert [row["reasons"] for row in parsed.orderBy("offset").collect()] == [
+        ["schema_version:maximum"], ["additionalProperties"]]
+
+
+def test_the_trade_contract_reads_every_version(tmp_path, monkeypatch):
+    contract = load_contract("trade")
+    assert contract["x-stocklake-versions"] == {"latest": 2, "since": {"exchange": 2}}
+    assert contract["properties"]["schema_version"] == {
+        "type": "integer", "minimum": 1, "description": "Version of this event schema."}
+    assert list(contract["properties"]) == list(load_schema("trade.v2")["properties"])
+    assert load_contract("quote")["x-stocklake-versions"] == {"latest": 1, "since": {}}
+
+
+BREAKING_CHANGES = [
+    (lambda s: s["required"].append("exchange"), "it changes the required fields"),
+    (lambda s: s["properties"]["price"].update(maximum=5), "it changes the rules of price"),
+    (lambda s: s["properties"].pop("sequence"), "it does not keep the previous version's fields first"),
+    (lambda s: s["properties"]["schema_version"].update(maximum=3), "its schema_version must be exactly 2"),
+]
+
+
+@pytest.mark.parametrize("change, problem", BREAKING_CHANGES)
+def test_a_new_schema_version_may_only_add_optional_fields(tmp_path, monkeypatch, change, problem):
+    import conf.settings as settings_module
+
+    (tmp_path / "schemas").mkdir()
+    for version in (1, 2):
+        schema = load_schema(f"trade.v{version}")
+        if version == 2:
+            change(schema)
+        (tmp_path / "schemas" / f"trade.v{version}.json").write_text(json.dumps(schema))
+    monkeypatch.setattr(settings_module, "CONF_DIR", tmp_path)
+    with pytest.raises(ConfigError, match=f"^message schema trade.v2: {problem}"):
+        load_contract("trade")
 
 
 def test_quarantine_keeps_the_raw_record_with_its_first_reason(spark):

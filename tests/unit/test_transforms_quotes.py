@@ -7,13 +7,13 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-from conf.settings import load_schema
+from conf.settings import load_contract
 from producer.events import encode, make_quote_event
 from spark_jobs.schemas import struct_type
 from spark_jobs.transforms import ENTITIES, QUOTES, bronze_rows, deduplicate, parse_events, quarantine_rows, \
     silver_rows
 
-SCHEMA = load_schema("quote.v1")
+SCHEMA = load_contract("quote")  # the stream's contract (one version so far)
 KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, " \
                 "timestampType int"
 QUOTE_TS = 1767603900000                     # 2026-01-05 09:05:00 UTC (the session time zone is UTC)
@@ -49,7 +49,7 @@ def test_quotes_is_an_entity_next_to_trades():
     assert list(ENTITIES) == ["trades", "quotes"]
     assert ENTITIES["quotes"] is QUOTES
     assert (QUOTES.schema_name, QUOTES.topic_setting, QUOTES.event_ts_field, QUOTES.event_time_column) == (
-        "quote.v1", "quotes_topic", "quote_ts", "quote_time")
+        "quote", "quotes_topic", "quote_ts", "quote_time")
     assert [QUOTES.table(layer) for layer in ("bronze", "silver", "quarantine")] == [
         "bronze/quotes", "silver/quotes", "quarantine/quotes"]
     assert (QUOTES.checkpoint("bronze"), QUOTES.checkpoint("silver")) == (
@@ -91,7 +91,7 @@ def test_quote_struct_type_is_derived_from_the_json_schema():
     ({**GOOD, "symbol": "AAPL\n"}, ["symbol:pattern"]),
     ({**GOOD, "source": "Finnhub"}, ["source:pattern"]),
     ({**GOOD, "event_id": "xyz"}, ["event_id:pattern"]),
-    ({**GOOD, "schema_version": 2}, ["schema_version:maximum"]),
+    ({**GOOD, "schema_version": 2}, ["schema_version:unsupported"]),
     ({**GOOD, "volume": 100}, ["additionalProperties"]),
     (without("change"), ["change:required"]),               # nullable, yet required: null must be explicit
     (without("quote_ts"), ["quote_ts:required"]),

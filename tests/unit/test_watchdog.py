@@ -1,8 +1,15 @@
-"""spark_jobs/watchdog.py: the health rule at its boundaries, Spark's offset log, the lag arithmetic."""
+"""spark_jobs/watchdog.py: the health rule at its boundaries, Spark's offset log, the lag arithmetic, and how the
+heartbeats' verdicts enter the report and the exit code."""
 from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from conf.heartbeat import Heartbeat, build_heartbeat, encode_heartbeat, parse_heartbeat
+from spark_jobs import watchdog
 from spark_jobs.watchdog import assess, consumer_lag, main, newest_batch, parse_offset_log
 
 MAX_AGE, MAX_LAG = 300, 100_000
@@ -91,3 +98,88 @@ def test_bad_configuration_exits_2_naming_the_setting(monkeypatch, capsys):
     assert main([]) == 2
     assert capsys.readouterr().err == ("watchdog: configuration error: AWS_ACCESS_KEY_ID: not set; S3 credentials come "
                                        "only from the environment (for the local stack: `source .lake/env.sh`)\n")
+
+
+# ---- heartbeats in the report ---------------------------------------------------------------------------------------
+
+NOW = datetime(2026, 1, 5, 15, 0, tzinfo=timezone.utc)
+
+
+def heartbeat(sender: str, age_seconds: float, stopped: bool = False) -> Heartbeat:
+    record = build_heartbeat(sender, host="h", pid=9, sent_at=NOW - timedelta(seconds=age_seconds),
+                             last_event_time=None, last_batch_time=None, counts={"sent": 5}, stopped=stopped)
+    return parse_heartbeat(encode_heartbeat(record)[1], sender)
+
+
+@pytest.fixture
+def healthy_queries(monkeypatch):
+    """check_query answers healthy for every query; the heartbeats are what a test gives read_heartbeats."""
+    for name in [n for n in os.environ if n.startswith("STOCKLAKE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test-access-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-key")
+
+    def check_query(settings, s3, admin, entity, query, now):
+        return {"query": f"{query}_{entity.name}", "healthy": True, "batch_id": 3, "batch_age_seconds": 20.0,
+                "lag": 0, "topic": settings.kafka[entity.topic_setting], "reasons": []}
+
+    monkeypatch.setattr(watchdog, "check_query", check_query)
+
+    def give(newest):
+        def read(settings, timeout=None):
+            if isinstance(newest, Exception):
+                raise newest
+            return newest
+        monkeypatch.setattr(watchdog, "read_heartbeats", read)
+    return give
+
+
+def run_watchdog(tmp_path, capsys) -> tuple[int, list[str], dict]:
+    out = tmp_path / "watchdog.json"
+    code = main(["--entity", "trades", "--now", NOW.isoformat(), "--json", str(out)])
+    return code, capsys.readouterr().out.splitlines(), json.loads(out.read_text())
+
+
+def test_fresh_heartbeats_and_a_stopped_producer_are_healthy(healthy_queries, tmp_path, capsys):
+    healthy_queries({"stream": heartbeat("stream", 120), "producer:simulator": heartbeat("producer:simulator", 9999,
+                                                                                        stopped=True)})
+    code, lines, result = run_watchdog(tmp_path, capsys)
+    assert code == 0 and result["healthy"] is True
+    assert lines[-1] == "stream_watchdog: 2/2 queries healthy, 2/2 heartbeats ok"
+    assert [(h["sender"], h["healthy"], h["state"], h["age_seconds"]) for h in result["heartbeats"]] == [
+        ("stream", True, "fresh", 120.0), ("producer:simulator", True, "stopped", 9999.0)]
+    assert result["heartbeats"][0]["heartbeat"]["counts"] == {"sent": 5}
+    assert "heartbeat producer:simulator: ok: stopped: final heartbeat 9,999 s ago from h (pid 9); last send none, " \
+           "last event none" in lines
+
+
+@pytest.mark.parametrize("newest, unhealthy, reasons", [
+    ({"stream": heartbeat("stream", 121)}, ["heartbeat stream"],
+     ["  heartbeat stream: stale: last heartbeat 121.0 s ago (> watchdog.max_heartbeat_age_seconds 120)"]),
+    ({}, ["heartbeat stream"],
+     ["  heartbeat stream: no heartbeat on market.heartbeats.v1: not running, or its heartbeat is off (0 s interval)"]),
+    ({"stream": heartbeat("stream", 1), "producer:finnhub-ws": heartbeat("producer:finnhub-ws", 300)},
+     ["heartbeat producer:finnhub-ws"],
+     ["  heartbeat producer:finnhub-ws: stale: last heartbeat 300.0 s ago "
+      "(> watchdog.max_heartbeat_age_seconds 120)"]),
+    (watchdog.CheckFailed("heartbeat topic market.heartbeats.v1 does not exist (kafka.heartbeats_topic)"),
+     ["heartbeat stream"],
+     ["  heartbeat stream: cannot read the heartbeats: heartbeat topic market.heartbeats.v1 does not exist "
+      "(kafka.heartbeats_topic)"]),
+])
+def test_a_missing_or_stale_heartbeat_fails_the_check_naming_the_sender(healthy_queries, tmp_path, capsys, newest,
+                                                                         unhealthy, reasons):
+    healthy_queries(newest)
+    code, lines, result = run_watchdog(tmp_path, capsys)
+    assert code == 1 and result["healthy"] is False
+    total = 1 if not isinstance(newest, dict) else len(newest) or 1
+    assert lines[-1] == (f"stream_watchdog: 2/2 queries healthy, {total - len(unhealthy)}/{total} heartbeats ok; "
+                         f"UNHEALTHY: {', '.join(unhealthy)}")
+    assert [line for line in lines if line.startswith("  heartbeat ")] == reasons
+
+
+def test_a_bad_heartbeat_age_limit_exits_2(monkeypatch, capsys):
+    monkeypatch.setenv("STOCKLAKE_WATCHDOG_MAX_HEARTBEAT_AGE_SECONDS", "-5")
+    assert main([]) == 2
+    assert capsys.readouterr().err == ("watchdog: configuration error: watchdog.max_heartbeat_age_seconds: must be "
+                                       "greater than 0, got -5\n")

@@ -1,7 +1,13 @@
-"""Failure alerts to Slack through an incoming webhook held in an Airflow connection (never in DAG code).
+"""Failure alerts, and success notices, to Slack through an incoming webhook held in an Airflow connection (never
+in DAG code).
 
     default_args = {"on_failure_callback": slack_failure_alert}      # tasks (or a DAG's on_failure_callback)
     post_slack("watchdog: no batch for 10 minutes")                  # any other message
+    build >> success_notice("gold_summary_notice", "dashboard.gold_summary", timeout=timedelta(minutes=5))
+
+A success notice is a task: unless the pipeline setting alerts.success_notices is false (read when it runs), it runs
+a job of the pipeline (`python -m <module>` in the job environment) that prints one JSON line, and posts that line's
+`text`. The job holds the logic (what to count, how to word it); this module only carries its text to Slack.
 
 The connection (default id `slack_alerts`, type `slackwebhook`) comes from wherever Airflow reads connections,
 e.g. the environment: AIRFLOW_CONN_SLACK_ALERTS='{"conn_type": "slackwebhook", "password":
@@ -13,8 +19,11 @@ and every message logged here has the token removed.
 """
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any, Mapping
+import subprocess
+from datetime import timedelta
+from typing import Any, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +31,9 @@ DEFAULT_CONN_ID = "slack_alerts"
 HTTP_TIMEOUT_SECONDS = 10
 MAX_ERROR_CHARS = 300
 REDACTED = "***"
+# The pipeline setting (conf/pipeline.yaml) that turns success notices off.
+SUCCESS_NOTICES_SETTING = "alerts.success_notices"
+SETTING_TIMEOUT_SECONDS = 60
 
 
 class _RedactSecrets(logging.Filter):
@@ -142,3 +154,67 @@ def slack_failure_alert(context: Mapping[str, Any]) -> None:
         post_slack(failure_text(context))
     except Exception as err:  # noqa: BLE001 - the task's own failure is what must surface, not ours
         log.error("slack alert failed: %s: %s", type(err).__name__, _first_line(err))
+
+
+def _run_job(argv: list[str], timeout: float) -> str:
+    """stdout of `python -m <module> ...` of the job environment, run in the checkout; RuntimeError with its last
+    error line when it fails."""
+    from stocklake_airflow.jobs import REPO  # imported here: jobs imports this module
+
+    # S603: a fixed argv list (no shell) of the job environment's python.
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False,  # noqa: S603
+                            timeout=timeout)
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        raise RuntimeError(f"{argv[2]} exited with {result.returncode}: "
+                           f"{_first_line(errors[-1]) if errors else 'no error output'}")
+    return result.stdout
+
+
+def success_notices_enabled(setting: str = SUCCESS_NOTICES_SETTING) -> bool:
+    """The boolean pipeline setting `setting` (conf/pipeline.yaml plus overrides), read through the job environment."""
+    from stocklake_airflow.jobs import JOB_PYTHON
+
+    value = _run_job([JOB_PYTHON, "-m", "conf.settings", setting], SETTING_TIMEOUT_SECONDS).strip()
+    if value not in ("true", "false"):
+        raise RuntimeError(f"{setting}: expected true or false, got {value!r}")
+    return value == "true"
+
+
+def post_job_notice(module: str, args: Sequence[str] = (), *, enabled_by: str = SUCCESS_NOTICES_SETTING,
+                    conn_id: str = DEFAULT_CONN_ID, timeout: float = 300) -> bool:
+    """Unless the setting enabled_by is false: run `python -m module *args` in the job environment and post the
+    `text` of the JSON line it prints last. True when Slack accepted it. A job that fails (or prints no text)
+    raises, so the task fails and alerts; Slack being unreachable never does (post_slack logs it)."""
+    from stocklake_airflow.jobs import JOB_PYTHON
+
+    if not success_notices_enabled(enabled_by):
+        log.info("success notice off (%s is false): nothing posted", enabled_by)
+        return False
+    output = _run_job([JOB_PYTHON, "-m", module, *args], timeout)
+    lines = [line for line in output.splitlines() if line.strip()]
+    try:
+        text = json.loads(lines[-1])["text"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        raise RuntimeError(f"{module} printed no JSON line with a text: {_first_line(output) or 'nothing'}") \
+            from None
+    if not isinstance(text, str) or not text.strip():
+        raise RuntimeError(f"{module} printed an empty text")
+    log.info("success notice: %s", text)
+    return post_slack(_slack_escape(text), conn_id)
+
+
+def success_notice(task_id: str, module: str, args: Sequence[str] = (), *, timeout: timedelta,
+                   enabled_by: str = SUCCESS_NOTICES_SETTING, **kwargs: Any) -> Any:
+    """A task running post_job_notice(module, args): put it downstream of what it reports on, so it runs only after
+    that succeeded."""
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    return PythonOperator(
+        task_id=task_id,
+        python_callable=post_job_notice,
+        op_kwargs={"module": module, "args": list(args), "enabled_by": enabled_by,
+                   "timeout": timeout.total_seconds()},
+        execution_timeout=timeout,
+        **kwargs,
+    )

@@ -20,6 +20,8 @@ renamed as (
         {{ lake_column('trade_ts', dbt.type_bigint()) }} as trade_ts,
         {{ epoch_ms_to_timestamp(lake_column('trade_ts', dbt.type_bigint())) }} as trade_time_utc,
         {{ lake_column('sequence', dbt.type_bigint()) }} as exchange_sequence,
+        -- Trade schema v2's venue (a MIC such as XNAS); null for v1 events, which do not carry it.
+        {{ lake_column('exchange', dbt.type_string()) }} as exchange_mic,
         {{ lake_timestamp_column('ingest_time') }} as ingested_at_utc,
         -- Silver's partition column (UTC date of the trade): filters on it prune files.
         {{ lake_column('date', dbt.type_string()) }} as partition_date

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from conf.settings import ConfigError, Settings
 
 STREAM_SENDER = "stream"
 PRODUCER_PREFIX = "producer:"
@@ -33,18 +32,6 @@ _TIME_FIELDS = ("sent_at", "last_event_time", "last_batch_time")
 
 def producer_sender(source: str) -> str:
     return PRODUCER_PREFIX + source
-
-
-def check_heartbeat_settings(settings: Settings) -> None:
-    """ConfigError naming the setting when a heartbeat setting is out of range."""
-    for path in ("producer.heartbeat_interval_seconds", "stream.heartbeat_interval_seconds"):
-        section, key = path.split(".")
-        value = getattr(getattr(settings, section), key)
-        if not value >= 0:
-            raise ConfigError(f"{path}: must be >= 0 (0 = off), got {value}")
-    if not settings.watchdog.max_heartbeat_age_seconds > 0:
-        raise ConfigError(f"watchdog.max_heartbeat_age_seconds: must be greater than 0, "
-                          f"got {settings.watchdog.max_heartbeat_age_seconds}")
 
 
 # ---- times --------------------------------------------------------------------------------------------------------

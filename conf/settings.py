@@ -180,11 +180,15 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
                 "maintenance.compaction_lookback_hours", "maintenance.compaction_min_files",
                 "maintenance.vacuum_retention_hours", "maintenance.bronze_retention_days",
                 "maintenance.reconcile_lookback_days", "quality.latest_hours", "watchdog.max_batch_age_seconds",
-                "watchdog.max_consumer_lag"]
+                "watchdog.max_consumer_lag", "watchdog.max_heartbeat_age_seconds"]
     for path in positive:
         section, key = path.split(".")
         if merged[section][key] <= 0:
             raise ConfigError(f"{path}: must be greater than 0, got {merged[section][key]}")
+    for path in ("producer.heartbeat_interval_seconds", "stream.heartbeat_interval_seconds"):
+        section, key = path.split(".")
+        if not merged[section][key] >= 0:  # also refuses NaN
+            raise ConfigError(f"{path}: must be >= 0 (0 = off), got {merged[section][key]}")
     kafka = merged["kafka"]
     if kafka["security_protocol"] not in KAFKA_SECURITY_PROTOCOLS:
         raise ConfigError(f"kafka.security_protocol: must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "

@@ -29,7 +29,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from conf.heartbeat import check_heartbeat_settings
 from conf.identifiers import is_symbol
 from conf.settings import ConfigError, Settings, load_settings
 
@@ -517,7 +516,6 @@ def main(argv: Sequence[str] | None = None,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = load_settings()
-        check_heartbeat_settings(settings)
     except ConfigError as exc:
         print(f"python -m producer: error: configuration: {exc}", file=sys.stderr)
         return 2

@@ -156,7 +156,6 @@ class EventValidator:
                             for version, schema in schemas.items()}
         self._latest = max((v for v in schemas if v is not None), default=None)
         self.schema: dict[str, Any] = schemas[self._latest]
-        self.required: tuple[str, ...] = tuple(self.schema.get("required", ()))
 
     def reason(self, event: Any) -> str | None:
         """None if event (a decoded JSON value) satisfies the schema, else the reason string."""

@@ -42,7 +42,6 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,  # noqa: E402
                                TimestampType)
 
-from conf.heartbeat import check_heartbeat_settings  # noqa: E402
 from conf.kafka_security import client_config, spark_kafka_options  # noqa: E402
 from conf.preflight import preflight, s3_client  # noqa: E402
 from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings  # noqa: E402
@@ -277,7 +276,6 @@ def run(argv: list[str]) -> int:
     try:
         settings = load_settings()
         check_metrics_settings(settings)
-        check_heartbeat_settings(settings)
         # Before the JVM starts: credentials, the object store and the brokers and topics, in seconds.
         preflight(settings, object_store=True, kafka_topics=[e.topic_setting for e in args.entities])
     except ConfigError as exc:

@@ -71,12 +71,15 @@ def wait_until(check, what: str, proc_alive, log_file: Path, timeout: float = ST
 
 
 class Service:
+    """One local server. `home`: its runtime folder (data, logs, pid), the clone's .lake by default; a second
+    stack on other ports (settings) and another home runs beside the first (the fault tests' own)."""
     name: str
 
-    def __init__(self, settings):
+    def __init__(self, settings, home: Path = RUNTIME):
         self.settings = settings
-        self.pid_file = RUNTIME / "run" / f"{self.name}.pid"
-        self.log_file = RUNTIME / "logs" / f"{self.name}.log"
+        self.home = home
+        self.pid_file = home / "run" / f"{self.name}.pid"
+        self.log_file = home / "logs" / f"{self.name}.log"
 
     def pid(self) -> int | None:
         try:
@@ -128,7 +131,7 @@ class Service:
             # A session of its own: the service outlives this script and ignores the terminal's Ctrl-C.
             # Our own argv list (java or the MinIO binary from the cache), no shell.
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,  # noqa: S603
-                                    env={**os.environ, **env}, start_new_session=True, cwd=RUNTIME)
+                                    env={**os.environ, **env}, start_new_session=True, cwd=self.home)
         self.pid_file.write_text(str(proc.pid))
         started = time.monotonic()
         wait_until(self.healthy, self.name, lambda: proc.poll() is None, self.log_file)
@@ -164,9 +167,9 @@ class Service:
 class Kafka(Service):
     name = "kafka"
 
-    def __init__(self, settings):
-        super().__init__(settings)
-        self.dir = RUNTIME / "kafka"
+    def __init__(self, settings, home: Path = RUNTIME):
+        super().__init__(settings, home)
+        self.dir = home / "kafka"
         self.config = self.dir / "server.properties"
 
     def address(self) -> str:
@@ -176,7 +179,7 @@ class Kafka(Service):
         return str(self.config)
 
     def classpath(self) -> str:
-        listing = RUNTIME / "kafka-classpath.txt"
+        listing = RUNTIME / "kafka-classpath.txt"  # written by `make setup` into the clone's runtime folder
         if not listing.is_file():
             raise ServiceError(f"Kafka jars not fetched ({listing} missing): run `make setup`")
         return ":".join(listing.read_text().split())
@@ -285,9 +288,9 @@ def ensure_scram_user(bootstrap_servers: str, user: str, password: str, mechanis
 class MinIO(Service):
     name = "minio"
 
-    def __init__(self, settings):
-        super().__init__(settings)
-        self.data = RUNTIME / "minio" / "data"
+    def __init__(self, settings, home: Path = RUNTIME):
+        super().__init__(settings, home)
+        self.data = home / "minio" / "data"
 
     def address(self) -> str:
         return urlparse(self.settings.lake.s3_endpoint).netloc

@@ -423,7 +423,8 @@ def render(report: dict[str, Any]) -> str:
             f"unchanged; bronze/bars +{report['bronze_inserted']}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, spark: SparkSession | None = None) -> int:
+    """Entry point; pass `spark` to run in an existing session (tests), which is then left running."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     args = parse_args(argv)
     try:
@@ -431,16 +432,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"backfill: configuration error: {exc}", file=sys.stderr)
         return 2
-    spark = None
+    owned = spark is None
     try:
         symbols = symbols_of(settings, args)
         _log("backfill_started", source=FINNHUB if args.finnhub else FILE, file=args.file,
              start=args.start.isoformat(), end=args.end.isoformat(), symbols=symbols)
         # Finnhub first, before Spark starts: a key without candle access fails in a second, not after a JVM.
         bars = fetch_finnhub(finnhub_client(settings), symbols, args.start, args.end) if args.finnhub else None
-        preflight(settings, object_store=True)  # credentials, endpoint and bucket, before the JVM starts
-        spark = build_spark("stocklake-backfill", settings, {"spark.ui.enabled": "false"})
-        spark.sparkContext.setLogLevel("WARN")
+        if owned:
+            preflight(settings, object_store=True)  # credentials, endpoint and bucket, before the JVM starts
+            spark = build_spark("stocklake-backfill", settings, {"spark.ui.enabled": "false"})
+            spark.sparkContext.setLogLevel("WARN")
         if bars is None:
             bars = read_file(spark, args.file, symbols, args.start, args.end)
         report = land(spark, settings, args, bars)
@@ -451,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backfill: failed: {exc}", file=sys.stderr)
         return 1
     finally:
-        if spark is not None:
+        if owned and spark is not None:
             spark.stop()
     print(render(report))
     if args.json:

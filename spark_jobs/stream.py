@@ -269,14 +269,12 @@ def flush_after_stop(spark: SparkSession, listener: ProgressLogger, metrics_tabl
     metrics_table.flush(spark)
 
 
-def run(argv: list[str]) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-
+def check_start(settings: Settings, args: argparse.Namespace) -> int:
+    """The checks before any JVM starts: settings, credentials, object store, brokers and topics, then the
+    checkpoints against what Kafka still holds (gaps accepted with --accept-data-loss are logged). The exit
+    code: non-zero means stop."""
     try:
-        settings = load_settings()
         check_metrics_settings(settings)
-        # Before the JVM starts: credentials, the object store and the brokers and topics, in seconds.
         preflight(settings, object_store=True, kafka_topics=[e.topic_setting for e in args.entities])
     except ConfigError as exc:
         print(f"stream: configuration error: {exc}", file=sys.stderr)
@@ -294,87 +292,135 @@ def run(argv: list[str]) -> int:
         log.warning(json.dumps({"event": "data_loss_accepted", "query": gap.query, "topic": gap.topic,
                                 "partition": gap.partition, "from_offset": gap.start,
                                 "to_offset": gap.earliest - 1, "records": gap.records}))
-    # Bound before Spark starts, so a port in use fails in a second, not after the JVM is up.
-    metrics = StreamMetrics()
-    metrics_server = None
-    metrics_port = settings.stream.metrics_port if args.metrics_port is None else args.metrics_port
-    if metrics_port:
-        host = settings.stream.metrics_host
-        try:
-            metrics_server = metrics.serve(host, metrics_port)
-        except OSError as exc:
-            print(f"stream: error: cannot serve metrics on {host}:{metrics_port} (stream.metrics_port / "
-                  f"--metrics-port): {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        log.info(json.dumps({"event": "metrics_listening", "port": metrics_server.server_port}))
+    return 0
 
+
+def metrics_port(settings: Settings, args: argparse.Namespace) -> int:
+    return settings.stream.metrics_port if args.metrics_port is None else args.metrics_port
+
+
+def serve_metrics(settings: Settings, args: argparse.Namespace, metrics: StreamMetrics):
+    """The Prometheus endpoint when on (None when off); bound before Spark starts, so a port in use fails in a
+    second, not after the JVM is up. OSError when the port cannot be bound."""
+    if not metrics_port(settings, args):
+        return None
+    server = metrics.serve(settings.stream.metrics_host, metrics_port(settings, args))
+    log.info(json.dumps({"event": "metrics_listening", "port": server.server_port}))
+    return server
+
+
+def run(argv: list[str], spark: SparkSession | None = None) -> int:
+    """Entry point. Pass `spark` to run the queries in an existing session (tests, a notebook): it is left
+    running, and stop signals stay its owner's (the queries end by their trigger or by failing)."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        spark = build_spark("stocklake-stream", settings)
+        settings = load_settings()
     except ConfigError as exc:
         print(f"stream: configuration error: {exc}", file=sys.stderr)
         return 2
-    spark.sparkContext.setLogLevel("WARN")
+    code = check_start(settings, args)
+    if code:
+        return code
+    metrics = StreamMetrics()
+    try:
+        metrics_server = serve_metrics(settings, args, metrics)
+    except OSError as exc:
+        print(f"stream: error: cannot serve metrics on {settings.stream.metrics_host}:{metrics_port(settings, args)} "
+              f"(stream.metrics_port / --metrics-port): {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    owned = spark is None
+    if owned:
+        try:
+            spark = build_spark("stocklake-stream", settings)
+        except ConfigError as exc:
+            print(f"stream: configuration error: {exc}", file=sys.stderr)
+            return 2
+        spark.sparkContext.setLogLevel("WARN")
+    try:
+        failed = run_queries(spark, settings, args, metrics if metrics_server else None, handle_signals=owned)
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        if owned:
+            spark.stop()
+    return 1 if failed else 0
+
+
+def run_queries(spark: SparkSession, settings: Settings, args: argparse.Namespace, metrics: StreamMetrics | None,
+                handle_signals: bool) -> bool:
+    """Start every entity's queries and watch them until they end or a stop is asked; True when one failed.
+    `metrics`: the served Prometheus metrics, or None. The listeners it adds to the session are removed again
+    (the session may outlive the run)."""
     metrics_table = MetricsTable(settings.lake_uri(settings.stream.metrics_table))
     ensure_metrics_table(spark, metrics_table.path)
-    listener = ProgressLogger(sinks=[metrics_table.add] + ([metrics.add] if metrics_server else []))
+    listener = ProgressLogger(sinks=[metrics_table.add] + ([metrics.add] if metrics else []))
     spark.streams.addListener(listener)
     heartbeat = stream_heartbeat(settings).attach(spark)
-
-    queries = []
     stopping = threading.Event()
 
     def request_stop(name: str) -> None:
-        # Only flag it here: the main loop stops the queries between its short waits.
+        # Only flag it here: the watch loop stops the queries between its short waits.
         if not stopping.is_set():
             log.info(json.dumps({"event": "stopping", "signal": name}))
         stopping.set()
 
-    signal.signal(signal.SIGTERM, lambda signum, _frame: request_stop(signal.Signals(signum).name))
-    signal.signal(signal.SIGINT, lambda signum, _frame: request_stop(signal.Signals(signum).name))
-    jvm_signal_handler = route_jvm_stop_signals(spark, request_stop)  # noqa: F841 (kept alive for the JVM)
-
+    jvm_signal_handler = None  # noqa: F841 (kept referenced for the JVM while the queries run)
+    if handle_signals:
+        signal.signal(signal.SIGTERM, lambda signum, _frame: request_stop(signal.Signals(signum).name))
+        signal.signal(signal.SIGINT, lambda signum, _frame: request_stop(signal.Signals(signum).name))
+        jvm_signal_handler = route_jvm_stop_signals(spark, request_stop)  # noqa: F841
+    queries: list = []
     failed = False
-    flush_every = settings.stream.metrics_flush_seconds
-    next_flush = time.monotonic() + flush_every
     try:
         for entity in args.entities:
             entity_queries = start_queries(spark, settings, entity, args.trigger,
                                            fail_on_data_loss=not args.accept_data_loss)
             queries.extend(entity_queries)
             for query in entity_queries:
-                metrics.declare(query.name)
-
-        while any(query.isActive for query in queries):
-            if stopping.is_set():
-                for query in queries:
-                    query.stop()  # waits for the running batch: nothing is left half-committed
-                break
-            for query in queries:
-                try:
-                    query.awaitTermination(1)
-                except Exception as exc:  # StreamingQueryException; Spark logged the full cause above
-                    failed = True
-                    log.error(json.dumps({"event": "query_failed", "query": query.name,
-                                          "error": str(exc).splitlines()[0]}))
-                    if "data may have been lost" in str(exc):
-                        # Retention overtook a running query: the same runbook as the check at start-up.
-                        print(f"stream: error: Kafka data loss while {query.name} was running; see the README, "
-                              f"Operations, \"Recovering from Kafka data loss\"", file=sys.stderr)
-                    stopping.set()
-            # Here, not in the listener: a Spark job inside a listener callback is unsafe.
-            if time.monotonic() >= next_flush:
-                metrics_table.flush(spark)
-                next_flush = time.monotonic() + flush_every
-            heartbeat.tick()
+                if metrics:
+                    metrics.declare(query.name)
+        failed = watch(spark, queries, stopping, metrics_table, heartbeat, settings.stream.metrics_flush_seconds)
     finally:
         flush_after_stop(spark, listener, metrics_table, queries)
         heartbeat.close(queries)
+        spark.streams.removeListener(listener)
+        if heartbeat.enabled:
+            spark.streams.removeListener(heartbeat)
     log.info(json.dumps({"event": "stream_finished", "totals": listener.totals, "stopped_by_signal":
                          stopping.is_set(), "failed": failed, "metrics_rows_unflushed": metrics_table.pending()}))
-    if metrics_server is not None:
-        metrics_server.shutdown()
-    spark.stop()
-    return 1 if failed else 0
+    return failed
+
+
+def watch(spark: SparkSession, queries: list, stopping: threading.Event, metrics_table: MetricsTable, heartbeat,
+          flush_every: float) -> bool:
+    """Wait for the queries in short steps: stop them all when asked or when one fails, flush the metrics table
+    and send heartbeats when due. True when a query failed."""
+    failed = False
+    next_flush = time.monotonic() + flush_every
+    while any(query.isActive for query in queries):
+        if stopping.is_set():
+            for query in queries:
+                query.stop()  # waits for the running batch: nothing is left half-committed
+            break
+        for query in queries:
+            try:
+                query.awaitTermination(1)
+            except Exception as exc:  # StreamingQueryException; Spark logged the full cause above
+                failed = True
+                log.error(json.dumps({"event": "query_failed", "query": query.name,
+                                      "error": str(exc).splitlines()[0]}))
+                if "data may have been lost" in str(exc):
+                    # Retention overtook a running query: the same runbook as the check at start-up.
+                    print(f"stream: error: Kafka data loss while {query.name} was running; see the README, "
+                          f"Operations, \"Recovering from Kafka data loss\"", file=sys.stderr)
+                stopping.set()
+        # Here, not in the listener: a Spark job inside a listener callback is unsafe.
+        if time.monotonic() >= next_flush:
+            metrics_table.flush(spark)
+            next_flush = time.monotonic() + flush_every
+        heartbeat.tick()
+    return failed
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_quote_struct_type_is_derived_from_the_json_schema():
     ])
 
 
-@pytest.mark.parametrize("payload, reasons", [
+QUOTE_CASES = [
     (GOOD, []),
     ({**GOOD, "change": None, "percent_change": None}, []),  # nullable in the contract
     ({**GOOD, "current": 190}, []),                          # a JSON integer is a number
@@ -100,9 +100,19 @@ def test_quote_struct_type_is_derived_from_the_json_schema():
     (b"[1, 2]", ["malformed_json"]),
     (b"\xff\xfe{}", ["malformed_json"]),
     (b'{"current": NaN}', ["malformed_json"]),
-])
-def test_quote_contract_violations_get_the_producers_reason(spark, payload, reasons):
-    assert reasons_of(spark, [payload]) == [reasons]
+]
+
+
+@pytest.fixture(scope="module")
+def quote_reasons(spark) -> list[list[str]]:
+    """Every case's reasons, from one DataFrame of all the payloads (one Spark job instead of one per case)."""
+    return reasons_of(spark, [payload for payload, _ in QUOTE_CASES])
+
+
+@pytest.mark.parametrize("case", range(len(QUOTE_CASES)))
+def test_quote_contract_violations_get_the_producers_reason(quote_reasons, case):
+    payload, reasons = QUOTE_CASES[case]
+    assert quote_reasons[case] == reasons, payload
 
 
 def test_a_trade_sent_to_the_quotes_topic_breaks_the_quote_contract(spark):

@@ -27,6 +27,10 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers (tests sharing a dataset share a worker: load groups,
+# tests/conftest.py). Each report lands in $(RUNTIME)/test-reports: junit.xml and durations.txt.
+TEST_WORKERS ?= 2
+TEST_REPORTS := $(RUNTIME)/test-reports
 
 .PHONY: help setup airflow-setup services-up services-down services-status services-reset demo gold airflow test \
         test-unit lock clean dashboard bench chaos spark-cluster spark-cluster-down
@@ -134,9 +138,10 @@ airflow: services-up airflow-setup ## run Airflow 3 locally: UI on http://127.0.
 	$(AIRFLOW_VENV)/bin/python scripts/airflow_env.py --home $(RUNTIME)/airflow --port $(AIRFLOW_PORT) \
 	  run -- airflow standalone
 
-test: setup ## start the services, run the whole test suite, stop the services
+test: setup ## start the services, run the whole test suite on $TEST_WORKERS workers, stop the services
 	@status=0; \
-	$(PYTHON) scripts/services.py up && $(PYTHON) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(PYTHON) scripts/services.py up && $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadgroup \
+	  --no-loadscope-reorder --junitxml=$(TEST_REPORTS)/junit.xml $(PYTEST_ARGS) || status=$$?; \
 	$(PYTHON) scripts/services.py down; \
 	exit $$status
 
@@ -148,12 +153,12 @@ CHAOS_KILLS ?= 12
 chaos: setup ## the fault tests at full length: 12 SIGKILLs of the stream under load, broker and MinIO restarts (~15 min)
 	@status=0; \
 	$(PYTHON) scripts/services.py up && CHAOS_KILLS=$(CHAOS_KILLS) $(PYTHON) -m pytest tests/integration/test_faults.py \
-	  $(PYTEST_ARGS) || status=$$?; \
+	  --junitxml=$(TEST_REPORTS)/junit-chaos.xml $(PYTEST_ARGS) || status=$$?; \
 	$(PYTHON) scripts/services.py down; \
 	exit $$status
 
-test-unit: setup ## unit tests only (no services needed)
-	$(PYTHON) -m pytest tests/unit $(PYTEST_ARGS)
+test-unit: setup ## unit tests only, on 2 workers (no services needed; about 2 minutes)
+	$(PYTHON) -m pytest tests/unit -n 2 --junitxml=$(TEST_REPORTS)/junit-unit.xml $(PYTEST_ARGS)
 
 lock: $(UV) ## re-resolve Python and jar pins (maintainers)
 	$(UV) lock

@@ -1,24 +1,34 @@
-"""A copy of the pipeline's code with its contract changed, to run as a user would run an older or an edited
-checkout: spark-submit <copy>/spark_jobs/<job>.py reads <copy>/conf (the job puts its own checkout first on
-sys.path), so only the copy's schemas differ from this checkout's."""
+"""The pipeline's contract changed, to run a job as a user would run an older or an edited checkout: a copy of
+conf/schemas with an edit applied, which in-process jobs read instead of this checkout's (conf.settings.CONF_DIR:
+the schemas are read from <CONF_DIR>/schemas; pipeline.yaml stays this checkout's). Only the schemas differ."""
 from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import pytest
 
 from tests.integration.stack import REPO
 
-PACKAGES = ("conf", "spark_jobs")
 
-
-def code_copy(dest: Path, edit: Callable[[Path], None]) -> Path:
-    """Copy the job packages to dest, apply edit(dest / 'conf' / 'schemas'), return dest."""
-    for package in PACKAGES:
-        shutil.copytree(REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
-    edit(dest / "conf" / "schemas")
+def contract_copy(dest: Path, edit: Callable[[Path], None]) -> Path:
+    """Copy conf/schemas to dest/schemas, apply edit(dest / 'schemas'), return dest."""
+    shutil.copytree(REPO / "conf" / "schemas", dest / "schemas")
+    edit(dest / "schemas")
     return dest
+
+
+@contextmanager
+def contract_of(copy: Path) -> Iterator[None]:
+    """Jobs run inside the block read the copy's schemas."""
+    import conf.settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conf.settings, "CONF_DIR", copy)
+        yield
 
 
 def edit_schema(schemas: Path, name: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -26,11 +36,3 @@ def edit_schema(schemas: Path, name: str, change: Callable[[dict[str, Any]], Non
     schema = json.loads(path.read_text())
     change(schema)
     path.write_text(json.dumps(schema, indent=2))
-
-
-def job_command(command: list[str], copy: Path) -> list[str]:
-    """A spark-submit command of this checkout (stack.stream_command, ...) with its job file taken from copy."""
-    jobs = [i for i, arg in enumerate(command) if arg.startswith(str(REPO / "spark_jobs") + "/")]
-    assert len(jobs) == 1, command
-    job = Path(command[jobs[0]])
-    return [*command[:jobs[0]], str(copy / "spark_jobs" / job.name), *command[jobs[0] + 1:]]

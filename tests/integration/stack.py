@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from conf.settings import Settings, load_settings
-from spark_jobs.listener import read_progress
+from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, read_progress
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
@@ -39,6 +41,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def route_bucket(spark, bucket: str, endpoint: str) -> None:
+    """Point the SparkSession's S3A at another object store for one bucket (S3A's per-bucket settings), before
+    anything reads it: a second stack's bucket read with the tests' one session."""
+    spark.sparkContext._jsc.hadoopConfiguration().set(f"fs.s3a.bucket.{bucket}.endpoint", endpoint)
 
 
 def create_namespace(settings: Settings) -> None:
@@ -103,6 +120,54 @@ def run_stream_available_now(env: dict[str, str], log: Path, timeout: float = 90
         result = subprocess.run(stream_command("available-now", entities, master=master, submit_args=submit_args),
                                 env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
     assert result.returncode == 0, log.read_text(errors="replace")[-5000:]
+
+
+@contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """os.environ is exactly `env` inside the block (what an in-process job loads its settings from), and what it
+    was before afterwards."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def job_log(log: Path, logger: str = LOGGER_NAME) -> Iterator[None]:
+    """The job logger's records appended to `log` in the job's own format, as spark-submit's output would hold
+    them (read_progress reads both)."""
+    handler = logging.FileHandler(log)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    target = logging.getLogger(logger)
+    level = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(level)
+        handler.close()
+
+
+def run_stream_in_session(spark, env: dict[str, str], log: Path, entities: Sequence[str] = TRADES_ONLY,
+                          extra_args: Sequence[str] = (), expect: int | None = 0) -> int:
+    """stream.py --trigger available-now on the tests' warm SparkSession (stream.run(argv, spark)): the same
+    queries, checkpoints and tables as spark-submit's, without a JVM start. For tests that are about what the
+    stream writes, not about its process (signals, kills, JVM options and logs keep spark-submit). Asserts the
+    exit code is `expect` (None: returns it unchecked)."""
+    from spark_jobs import stream
+
+    argv = ["--trigger", "available-now", *[arg for entity in entities for arg in ("--entity", entity)],
+            *extra_args]
+    with environment(env), job_log(log):
+        code = stream.run(argv, spark=spark)
+    assert expect is None or code == expect, log.read_text(errors="replace")[-5000:]
+    return code
 
 
 def start_stream(env: dict[str, str], log: Path, trigger: str = "processing-time",

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from tests.integration.airflow_harness import airflow, airflow_env, airflow_home, dag_report  # noqa: F401
-from tests.integration.stack import producer_args, run_producer, run_stream_available_now
+from tests.integration.stack import producer_args, run_producer, run_stream_in_session
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +121,7 @@ def test_compaction_and_gold_dags_run_end_to_end_on_the_local_stack(spark, isola
     run_producer(env, producer_args(3000, seed=31, start_time=start.strftime("%Y-%m-%dT%H:%M:%S"),
                                     duplicate_ratio=0.02), tmp_path)
     stream_env = {**env, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "1000"}
-    run_stream_available_now(stream_env, tmp_path / "stream.log")
+    run_stream_in_session(spark, stream_env, tmp_path / "stream.log")
 
     silver_uri, bronze_uri = settings.lake_uri("silver/trades"), settings.lake_uri("bronze/trades")
     closed_hour = (start.strftime("%Y-%m-%d"), start.strftime("%H"))

@@ -1,13 +1,13 @@
 """The historical backfill against the real local MinIO and Spark: the job runs in-process through
-run(spark, settings, args) (one spark-submit run of the CLI at the end), from the shipped sample file and from the
-local Finnhub stand-in, with exact Silver rows and exact counts across re-runs and corrections."""
+run(spark, settings, args) (and its main, the CLI, at the end), from the shipped sample file and from the local
+Finnhub stand-in, with exact Silver rows and exact counts across re-runs and corrections."""
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import logging
 import os
-import subprocess
 from datetime import date, datetime, timezone
 
 import pytest
@@ -15,7 +15,8 @@ from delta.tables import DeltaTable
 
 from conf.settings import load_settings
 from spark_jobs.backfill import NO_CANDLE_ACCESS, UsageError, parse_args, run
-from tests.integration.stack import REPO, SPARK_SUBMIT
+from spark_jobs.backfill import main as backfill_main
+from tests.integration.stack import REPO
 from tests.standins.finnhub_rest_server import Candle, FinnhubRestStandIn
 
 pytestmark = pytest.mark.integration
@@ -174,19 +175,18 @@ def test_plain_finnhub_key_stops_the_backfill_before_writing(spark, isolated, mo
     assert not DeltaTable.isDeltaTable(spark, settings.lake_uri("bronze/bars"))
 
 
-def test_spark_submit_backfill_cli_from_the_sample_file(isolated, tmp_path):
-    settings, env = isolated
+def test_backfill_cli_from_the_sample_file(spark, isolated, tmp_path, capsys, caplog):
+    """The job's main (options, summary line, JSON report, progress lines) on the tests' session; the file entry
+    point itself is run by tests/integration/test_bad_config.py."""
+    settings, _ = isolated
     out = tmp_path / "report.json"
-    result = subprocess.run([SPARK_SUBMIT, "--master", "local[2]", "--conf", "spark.ui.enabled=false",
-                             str(REPO / "spark_jobs" / "backfill.py"), *RANGE, "--symbols", "AAPL,MSFT",
-                             "--file", str(SAMPLE), "--json", str(out)],
-                            env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    # spark-submit hands the driver's stderr (the JSON progress lines) on through its stdout.
+    with caplog.at_level(logging.INFO, logger="stocklake.backfill"):
+        assert backfill_main([*RANGE, "--symbols", "AAPL,MSFT", "--file", str(SAMPLE), "--json", str(out)],
+                             spark=spark) == 0
     assert ("backfill file 2026-01-05..2026-01-09: 15 bars read (5 ignored), 10 valid, 0 quarantined; "
-            "silver/bars 10 inserted, 0 updated, 0 unchanged; bronze/bars +10") in result.stdout.splitlines()
+            "silver/bars 10 inserted, 0 updated, 0 unchanged; bronze/bars +10") in capsys.readouterr().out.splitlines()
     report = json.loads(out.read_text())
     assert (report["symbols"], report["ignored"], report["silver"], report["tables"]["silver"]) == (
         ["AAPL", "MSFT"], {"other_symbols": 5, "outside_date_range": 0},
         {"inserted": 10, "updated": 0, "unchanged": 0}, f"s3a://{settings.lake.bucket}/silver/bars")
-    assert '"event": "backfill_finished"' in result.stdout
+    assert [json.loads(r.getMessage())["event"] for r in caplog.records][-1] == "backfill_finished"

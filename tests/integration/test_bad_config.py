@@ -111,3 +111,21 @@ def test_the_producer_needs_no_object_store(namespace_environ, tmp_path: Path):
     result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "delivered: 10" in result.stdout
+
+
+# Every job file spark-submit or Airflow starts, started as a file from another folder without the checkout on
+# PYTHONPATH (as spark-submit on a cluster starts it): its imports resolve and its options parse. Their work is
+# tested through their main in the tests' SparkSession; this is what running them as files adds.
+JOB_FILES = ["stream.py", "compact.py", "vacuum.py", "retention.py", "reconcile.py", "reprocess.py", "backfill.py",
+             "report.py", "data_quality.py", "watchdog.py"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("job", JOB_FILES)
+def test_every_job_file_starts_from_anywhere(job, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, str(REPO / "spark_jobs" / job), "--help"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("usage: "), result.stdout[:500]
+    assert result.stderr == ""

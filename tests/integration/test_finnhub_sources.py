@@ -15,7 +15,7 @@ import pytest
 from producer.events import make_trade_event
 from spark_jobs.report import account
 from spark_jobs.transforms import QUOTES, TRADES
-from tests.integration.stack import REPO, free_port, run_producer, run_stream_available_now, wait_for
+from tests.integration.stack import REPO, free_port, run_producer, run_stream_in_session, wait_for
 from tests.standins.finnhub_rest_server import FinnhubRestStandIn
 from tests.standins.finnhub_ws_server import FinnhubWsStandIn, Session, trade_item
 
@@ -124,7 +124,7 @@ def test_finnhub_trades_quotes_and_a_replay_reach_silver_exactly_once(spark, iso
     assert (replay_summary["distinct_trade_event_ids"], replay_summary["sent_dlq"]) == (SAMPLE_DISTINCT_TRADES, 0)
 
     # 4. The stream: Silver holds each distinct trade and quote once.
-    run_stream_available_now(env, tmp_path / "stream.log", entities=("trades", "quotes"))
+    run_stream_in_session(spark, env, tmp_path / "stream.log", entities=("trades", "quotes"))
     silver_trades = spark.read.format("delta").load(settings.lake_uri("silver/trades"))
     ids = [row["event_id"] for row in silver_trades.select("event_id").collect()]
     assert len(ids) == len(set(ids)) == 300 + SAMPLE_DISTINCT_TRADES

@@ -40,7 +40,7 @@ def expected_candles(silver: pd.DataFrame, grain: str) -> pd.DataFrame:
 
 
 def test_gold_candles_equal_an_independent_pandas_computation(spark, gold_warehouse):
-    settings, dbt_env, warehouse = gold_warehouse.settings, gold_warehouse.env, gold_warehouse.path
+    dbt_env, warehouse = gold_warehouse.env, gold_warehouse.path
     build = gold_warehouse.build_stdout
     assert "ERROR=0" in build and "WARN=0" in build, build[-3000:]
     # Silver was just written: fresh. And the docs site builds, with the Gold models in its catalog.
@@ -50,7 +50,7 @@ def test_gold_candles_equal_an_independent_pandas_computation(spark, gold_wareho
     catalog = json.loads((gold_warehouse.workdir / "dbt-target" / "catalog.json").read_text())
     assert {"model.stocklake.fct_candles_1m", "model.stocklake.fct_symbol_kpi"} <= set(catalog["nodes"])
 
-    silver = (spark.read.format("delta").load(settings.lake_uri("silver/trades"))
+    silver = (gold_warehouse.lake.table(spark, "silver", "reconcile")
               .select("event_id", "symbol", "price", "volume", "trade_ts").toPandas())
     assert len(silver) == silver["event_id"].nunique() > 5000
     # Silver holds exactly the distinct valid events the producer sent (the late ones reconciled in).
@@ -105,10 +105,10 @@ def test_late_events_behind_the_watermark_are_reconciled_and_gold_equals_the_pro
     assert any(r.kind == "duplicate" and r.event_id in late for r in records), "no late event re-delivered"
     assert any(r.kind == "malformed" for r in records) and any(r.kind == "out_of_order" for r in records)
     # Behind the watermark: after the stream runs exactly the late events were missing from Silver, counted late.
-    accounted = gold_warehouse.accounted
+    accounted = gold_warehouse.lake.accounted
     assert accounted["late_rows"] == len(late) and accounted["balanced"] is True, accounted
     # The reconcile job found exactly them, none still pending in the stream, and inserted them all.
-    (reconciled,) = gold_warehouse.reconciled["entities"]
+    (reconciled,) = gold_warehouse.lake.reconciled["entities"]
     assert {k: reconciled[k] for k in ("missing_rows", "pending_rows", "inserted_rows")} == {
         "missing_rows": len(late), "pending_rows": 0, "inserted_rows": len(late)}, reconciled
 

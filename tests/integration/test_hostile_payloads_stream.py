@@ -1,5 +1,6 @@
-"""Hostile payloads straight into Kafka, past the producer, through one run of spark_jobs/stream.py: the job never
-crashes and every record is accounted for, exactly.
+"""Hostile payloads straight into Kafka, past the producer, through one run of spark_jobs/stream.py (in the tests'
+warm SparkSession: the same queries as spark-submit's): the job never crashes and every record is accounted for,
+exactly.
 
 The sample is fixed (tests/hostile_payloads.py, derandomized): every hostile kind, the pinned cases the issue names
 (a 1 MiB string, 2,000 levels of nesting, non-UTF-8 bytes, NaN/Infinity, 1e400, 10**400, negative and zero prices,
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import time
 import uuid
 from collections import Counter
@@ -35,7 +35,7 @@ from spark_jobs.transforms import TRADES
 from tests.conftest import namespace_env
 from tests.hostile_payloads import (ANY, BUGS, PRODUCER_REASONS, STREAM_REASONS, Hostile, fixed_event,
                                     pinned_payloads, render, stratified_sample, valid_payloads, valid_variants)
-from tests.integration.stack import REPO, TRADES_ONLY, create_namespace, stream_command
+from tests.integration.stack import create_namespace, run_stream_in_session
 
 pytestmark = pytest.mark.integration
 
@@ -113,13 +113,11 @@ def stream_run(run_id, request, tmp_path_factory) -> StreamRun:
     produce_raw(settings, records)
 
     log = tmp_path_factory.mktemp("hostile") / "stream.log"
+    spark = request.getfixturevalue("spark")
     started = time.monotonic()
-    with log.open("wb") as out:
-        result = subprocess.run(stream_command("available-now", TRADES_ONLY), env=env, cwd=REPO, stdout=out,
-                                stderr=subprocess.STDOUT, timeout=600)
+    returncode = run_stream_in_session(spark, env, log, expect=None)
     seconds = time.monotonic() - started
 
-    spark = request.getfixturevalue("spark")  # started after the job: the two JVMs never compete for the cores
     read = lambda layer: spark.read.format("delta").load(settings.lake_uri(f"{layer}/trades"))  # noqa: E731
     bronze_rows = read("bronze").select("key", "partition", "offset", "value").collect()
     bronze = {int(r["key"]): (r["partition"], r["offset"], bytes(r["value"])) for r in bronze_rows}
@@ -128,9 +126,9 @@ def stream_run(run_id, request, tmp_path_factory) -> StreamRun:
               for row in read("silver").collect()]
     quarantine = {int(r["key"]): (r["reason"], list(r["reasons"]))
                   for r in read("quarantine").select("key", "reason", "reasons").collect()}
-    run = StreamRun(records, result.returncode, seconds, log.read_text(errors="replace"), bronze, index_at, silver,
+    run = StreamRun(records, returncode, seconds, log.read_text(errors="replace"), bronze, index_at, silver,
                     quarantine, account(spark, settings, TRADES), len(bronze_rows), read("quarantine").count())
-    print(f"\nhostile stream: {len(records)} records, job {seconds:.0f} s, exit {result.returncode}; "
+    print(f"\nhostile stream: {len(records)} records, job {seconds:.0f} s, exit {returncode}; "
           f"report {run.report}")
     return run
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime, timezone
+import sys
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from delta.tables import DeltaTable
@@ -18,7 +19,7 @@ from producer.events import encode, make_trade_event
 from spark_jobs import compact, retention, vacuum
 from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables
 from spark_jobs.transforms import TRADES, bronze_rows, parse_events, quarantine_rows, silver_rows
-from tests.integration.stack import REPO, SPARK_SUBMIT, s3_client
+from tests.integration.stack import REPO, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -105,8 +106,8 @@ def tables_by_name(result: dict) -> dict[str, dict]:
     return {f"{t['layer']}/{t['entity']}": t for t in result["tables"]}
 
 
-def test_compaction_rewrites_closed_hours_only_and_keeps_every_row(spark, isolated, tmp_path):
-    settings, env = isolated
+def test_compaction_rewrites_closed_hours_only_and_keeps_every_row(spark, isolated, tmp_path, capsys):
+    settings, _ = isolated
     build_lake(spark, settings, [OLD, CLOSED, OPEN], appends=3)
     layers = ("bronze", "silver")
     files_before = {(layer, p): partition_files(spark, settings, layer, p)
@@ -125,14 +126,13 @@ def test_compaction_rewrites_closed_hours_only_and_keeps_every_row(spark, isolat
         "bronze/quotes": "missing", "silver/quotes": "missing"}
     assert {layer: latest_commit(spark, settings, layer)["version"] for layer in layers} == versions_before
 
-    # The real CLI, as Airflow runs it; the quotes tables do not exist and are skipped.
+    # The job's main, every entity (Airflow runs its file through spark-submit: tests/integration/
+    # test_airflow_dags.py); the quotes tables do not exist and are skipped.
     report = tmp_path / "compact.json"
-    result = subprocess.run([SPARK_SUBMIT, "--master", "local[2]", "--conf", "spark.ui.enabled=false",
-                             str(REPO / "spark_jobs" / "compact.py"), "--now", NOW, "--json", str(report)],
-                            env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-5000:]
-    assert f"compact bronze/quotes: skipped, no Delta table at {settings.lake_uri('bronze/quotes')}" \
-        in result.stdout.splitlines()
+    capsys.readouterr()
+    assert compact.main(["--now", NOW, "--json", str(report)], spark=spark) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"compact bronze/quotes: skipped, no Delta table at {settings.lake_uri('bronze/quotes')}" in printed
     tables = tables_by_name(json.loads(report.read_text()))
     assert {name: t["status"] for name, t in tables.items()} == {
         "bronze/trades": "compacted", "silver/trades": "compacted", "bronze/quotes": "missing",
@@ -164,7 +164,7 @@ def test_compaction_rewrites_closed_hours_only_and_keeps_every_row(spark, isolat
         assert (table["files_before"], table["bytes_before"], table["files_after"], table["bytes_after"]) == (
             3, bytes_before, 1, bytes_after)
         assert f"compact {layer}/trades: 1 closed hour(s) compacted, files 3 -> 1, bytes {bytes_before:,} -> " \
-               f"{bytes_after:,}" in result.stdout.splitlines()
+               f"{bytes_after:,}" in printed
 
         # One OPTIMIZE commit, on that partition only, Z-ordered by the symbol column.
         commit = latest_commit(spark, settings, layer)
@@ -183,17 +183,53 @@ def test_compaction_rewrites_closed_hours_only_and_keeps_every_row(spark, isolat
         {layer: version + 1 for layer, version in versions_before.items()}
 
 
-def test_vacuum_after_compaction_deletes_nothing_young_and_keeps_every_row(spark, isolated, tmp_path):
+def plant_orphan(settings, copy_of: str, name: str, modified: datetime) -> str:
+    """A data file no table version references, as a write killed before its commit leaves one: a copy of a real
+    data file next to it, with the object store's modification time set to `modified` (MinIO keeps the time a
+    PUT names in x-minio-source-mtime, as its replication does). Returns its s3a:// name."""
+    s3 = s3_client(settings)
+    prefix = f"s3a://{settings.lake.bucket}/"
+    key = copy_of[len(prefix):].rsplit("/", 1)[0] + f"/{name}"
+    body = s3.get_object(Bucket=settings.lake.bucket, Key=copy_of[len(prefix):])["Body"].read()
+
+    def stamp(request, **_):
+        request.headers["X-Minio-Source-Mtime"] = modified.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    s3.meta.events.register("before-sign.s3.PutObject", stamp)
+    s3.put_object(Bucket=settings.lake.bucket, Key=key, Body=body)
+    return prefix + key
+
+
+def rows_of(spark, settings, layer: str) -> list[str]:
+    """Every row of the layer's current version, as sorted JSON lines (a full comparison, not a count)."""
+    return sorted(read(spark, settings, layer).toJSON().collect())
+
+
+def test_vacuum_deletes_unreferenced_files_older_than_the_retention_only_and_keeps_every_row(
+        spark, isolated, tmp_path):
     settings, env = isolated
     build_lake(spark, settings, [CLOSED, OPEN], appends=2)
     assert compact.main(["--entity", "trades", "--now", NOW], spark=spark) == 0
     layers = ("bronze", "silver", "quarantine")
-    counts_before = {layer: read(spark, settings, layer).count() for layer in layers}
-    assert counts_before == {"bronze": 2 * 2 * 5, "silver": 2 * 2 * 4, "quarantine": 2 * 2 * 1}
-    objects_before = data_objects(settings)
+    rows_before = {layer: rows_of(spark, settings, layer) for layer in layers}
+    assert {layer: len(rows) for layer, rows in rows_before.items()} == {
+        "bronze": 2 * 2 * 5, "silver": 2 * 2 * 4, "quarantine": 2 * 2 * 1}
     # The files OPTIMIZE replaced are still there, unreferenced: younger than the retention.
     referenced = {name for layer in layers for name in read(spark, settings, layer).inputFiles()}
-    assert len(objects_before - referenced) == 2 * 2  # two files each in Bronze's and Silver's closed hour
+    replaced = data_objects(settings) - referenced
+    assert len(replaced) == 2 * 2  # two files each in Bronze's and Silver's closed hour
+    # Leftovers of writes killed before their commit: in Silver's open hour and in quarantine, one 8 days old
+    # (past the 7-day retention) and one a day old.
+    now = datetime.now(timezone.utc)
+    old, young = [], []
+    for layer in ("silver", "quarantine"):
+        source = sorted(f for f in read(spark, settings, layer).inputFiles() if f"hour={OPEN[1]}" in f)[0]
+        old.append(plant_orphan(settings, source, "part-00000-killed-write-old.c000.snappy.parquet",
+                                now - timedelta(days=8)))
+        young.append(plant_orphan(settings, source, "part-00000-killed-write-young.c000.snappy.parquet",
+                                  now - timedelta(days=1)))
+    sizes = object_sizes(settings)
+    objects_before = data_objects(settings)
 
     report = tmp_path / "vacuum.json"
     assert vacuum.main(["--json", str(report)], spark=spark) == 0
@@ -201,12 +237,17 @@ def test_vacuum_after_compaction_deletes_nothing_young_and_keeps_every_row(spark
     assert result["retention_hours"] == 168
     assert {name: (t["status"], t.get("files_deleted"), t.get("bytes_deleted"))
             for name, t in tables_by_name(result).items()} == {
-        "bronze/trades": ("vacuumed", 0, 0), "silver/trades": ("vacuumed", 0, 0),
-        "quarantine/trades": ("vacuumed", 0, 0), "bronze/quotes": ("missing", None, None),
-        "silver/quotes": ("missing", None, None), "quarantine/quotes": ("missing", None, None)}
+        "bronze/trades": ("vacuumed", 0, 0),
+        "silver/trades": ("vacuumed", 1, sizes[old[0]]),
+        "quarantine/trades": ("vacuumed", 1, sizes[old[1]]),
+        "bronze/quotes": ("missing", None, None), "silver/quotes": ("missing", None, None),
+        "quarantine/quotes": ("missing", None, None)}
 
-    assert data_objects(settings) == objects_before
-    assert {layer: read(spark, settings, layer).count() for layer in layers} == counts_before
+    # Exactly the old leftovers are gone; the young ones, the replaced files and every referenced file stay.
+    assert data_objects(settings) == objects_before - set(old)
+    assert set(young) | replaced | referenced <= data_objects(settings)
+    # Every row of every table reads back as before, field by field.
+    assert {layer: rows_of(spark, settings, layer) for layer in layers} == rows_before
     # Delta's retention check stayed on, and the job did not leave its vacuum settings in the session.
     for layer in layers:
         history = DeltaTable.forPath(spark, settings.lake_uri(TRADES.table(layer))).history(2).collect()
@@ -215,14 +256,13 @@ def test_vacuum_after_compaction_deletes_nothing_young_and_keeps_every_row(spark
         assert history[1]["operationParameters"]["specifiedRetentionMillis"] == str(168 * 3600 * 1000)
     assert spark.conf.get("spark.databricks.delta.vacuum.logging.enabled", None) is None
 
-    # The real CLI refuses a retention below Delta's safety minimum, before touching anything.
-    refused = subprocess.run([SPARK_SUBMIT, "--master", "local[1]", str(REPO / "spark_jobs" / "vacuum.py"),
-                              "--retention-hours", "1"], env=env, cwd=REPO, capture_output=True, text=True,
-                             timeout=300)
+    # The job file refuses a retention below Delta's safety minimum, before touching anything (and before any JVM).
+    refused = subprocess.run([sys.executable, str(REPO / "spark_jobs" / "vacuum.py"), "--retention-hours", "1"],
+                             env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2, refused.stderr[-3000:]
-    # spark-submit hands the Python driver's stderr on through its stdout.
     assert "vacuum: --retention-hours 1 is below 168 hours (7 days), Delta's retention safety minimum" \
-        in refused.stdout + refused.stderr
+        in refused.stderr
+    assert data_objects(settings) == objects_before - set(old)
 
 
 def test_retention_deletes_expired_raw_partitions_only(spark, isolated, tmp_path):

@@ -1,5 +1,6 @@
 """The least-privilege lake user on the real MinIO: it can use its bucket and nothing else, and the pipeline runs
-on it (producer -> Kafka -> spark-submit stream.py -> Delta), counted exactly."""
+on it (producer -> Kafka -> spark-submit stream.py -> Delta: the secured run, tests/integration/secured_stream.py),
+counted exactly."""
 from __future__ import annotations
 
 import json
@@ -15,9 +16,8 @@ from botocore.exceptions import ClientError
 
 from scripts.minio_lake_user import (admin_client, ensure_lake_user, policy_document, policy_name,
                                      remove_lake_user)
-from tests.integration.stack import expected_records, producer_args, run_producer, run_stream_available_now
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = pytest.mark.integration
 
 
 def root_credentials() -> tuple[str, str]:
@@ -121,21 +121,17 @@ def test_policy_confines_the_lake_user_to_its_bucket(lake_user):
         admin_client(settings, access_key, secret_key).user_list()
 
 
-def test_pipeline_runs_as_the_lake_user(lake_user, tmp_path):
-    settings, env = lake_user.settings, lake_user.env
-    access_key, secret_key = lake_user.access_key, lake_user.secret_key
+def test_pipeline_runs_as_the_lake_user(secured_stream):
+    """The secured run (tests/integration/secured_stream.py) wrote with the lake user's keys only."""
     from deltalake import DeltaTable
 
     from spark_jobs.maintenance import storage_options
 
-    lake_env = {**env, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
-    args = producer_args(500, seed=31, start_time="2026-01-06T15:00:00", duplicate_ratio=0.05,
-                         malformed_ratio=0.02)
-    summary = run_producer(lake_env, args, tmp_path)
-    records = expected_records(lake_env, args)
-    assert summary["delivered"] == 500
-    log = tmp_path / "stream.log"
-    run_stream_available_now(lake_env, log)  # asserts exit 0, with the log's tail on failure
+    run = secured_stream
+    settings, access_key, secret_key = run.settings, run.lake_access_key, run.env["AWS_SECRET_ACCESS_KEY"]
+    assert access_key == run.env["AWS_ACCESS_KEY_ID"] != root_credentials()[0]
+    assert run.returncode == 0, run.log.read_text(errors="replace")[-5000:]
+    records = run.records
 
     # Read back with the lake user too (delta-rs): it can read what it wrote.
     options = {**storage_options(settings), "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
@@ -144,16 +140,16 @@ def test_pipeline_runs_as_the_lake_user(lake_user, tmp_path):
         return DeltaTable(f"s3://{settings.lake.bucket}/{layer}/trades", storage_options=options)
 
     bronze = table("bronze").to_pyarrow_table(columns=["partition", "offset"])
-    assert bronze.num_rows == 500
-    assert len(set(zip(bronze.column("partition").to_pylist(), bronze.column("offset").to_pylist()))) == 500
+    assert bronze.num_rows == len(records) == 1000
+    assert len(set(zip(bronze.column("partition").to_pylist(), bronze.column("offset").to_pylist()))) == 1000
     silver_ids = table("silver").to_pyarrow_table(columns=["event_id"]).column("event_id").to_pylist()
     valid = {r.event_id for r in records if r.kind != "malformed"}
     assert len(silver_ids) == len(valid) and set(silver_ids) == valid
     reasons = Counter(table("quarantine").to_pyarrow_table(columns=["reason"]).column("reason").to_pylist())
     assert reasons == Counter(r.expected_reason for r in records if r.kind == "malformed")
-    assert Counter(r.kind for r in records)["duplicate"] == 500 - len(silver_ids) - sum(reasons.values())
+    assert Counter(r.kind for r in records)["duplicate"] == 1000 - len(silver_ids) - sum(reasons.values())
 
-    # The checkpoints are in the lake bucket too, and the job never wrote the secret to its log.
+    # The checkpoints are in the lake bucket too, and the job never wrote the secret to its output.
     lake = s3_client(settings, access_key, secret_key)
     assert lake.list_objects_v2(Bucket=settings.lake.bucket, Prefix="_checkpoints/")["KeyCount"] > 0
-    assert secret_key not in log.read_text(errors="replace")
+    assert secret_key not in run.log.read_text(errors="replace")

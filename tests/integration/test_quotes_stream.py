@@ -12,7 +12,7 @@ from producer.events import encode, make_quote_event
 from spark_jobs.listener import read_progress
 from spark_jobs.report import account
 from spark_jobs.transforms import QUOTES, TRADES
-from tests.integration.stack import run_stream_available_now
+from tests.integration.stack import run_stream_in_session
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_quotes_land_in_bronze_silver_and_quarantine_exactly(spark, isolated, tm
     publish(settings)
     published = len(VALID) + len(REPOLLED) + len(INVALID)
 
-    run_stream_available_now(env, log, entities=("quotes",))
+    run_stream_in_session(spark, env, log, entities=("quotes",))
 
     def table(layer):
         return spark.read.format("delta").load(settings.lake_uri(QUOTES.table(layer)))

@@ -1,8 +1,9 @@
 """Reprocessing a day from Bronze after a validation rule changes, on the real Kafka, MinIO, Spark, Delta and dbt.
 
 Two days of trades stream into Silver under the current contract and Gold is built. Then the contract gets a new
-rule (trades above 2,000 shares are refused: `volume:maximum`) in a copy of the checkout, as a user would edit
-conf/schemas, and that checkout's spark-submit spark_jobs/reprocess.py rebuilds the first day. Silver and
+rule (trades above 2,000 shares are refused: `volume:maximum`) in a copy of conf/schemas, as a user would edit it,
+and reprocess.py, reading that contract, rebuilds the first day (in the tests' warm SparkSession; the file entry
+point itself is run by test_reprocess_refuses_a_range_with_no_closed_hour). Silver and
 quarantine for that day then hold exactly what the new rule gives, the other day is untouched row for row, a second
 run changes nothing, and Gold rebuilt with --full-refresh matches the new Silver.
 """
@@ -17,10 +18,11 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pytest
 
-from tests.integration.code_copy import code_copy, edit_schema, job_command
+from spark_jobs.reprocess import main as reprocess
+from tests.integration.code_copy import contract_copy, contract_of, edit_schema
 from tests.integration.conftest import dbt
-from tests.integration.stack import (REPO, SPARK_SUBMIT, expected_records, producer_args, run_producer,
-                                     run_stream_available_now)
+from tests.integration.stack import (REPO, environment, expected_records, producer_args, run_producer,
+                                     run_stream_in_session)
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +35,6 @@ def stricter_volume(schemas) -> None:
     # Every version of the contract gets the rule: versions may only add fields, never change a rule alone.
     for name in ("trade.v1", "trade.v2"):
         edit_schema(schemas, name, lambda schema: schema["properties"]["volume"].update(maximum=NEW_MAX_VOLUME))
-
-
-def reprocess_command(*args: str) -> list[str]:
-    return [SPARK_SUBMIT, "--master", "local[2]", "--driver-memory", "2g", "--conf", "spark.ui.enabled=false",
-            str(REPO / "spark_jobs" / "reprocess.py"), *args]
 
 
 def rows_by_day(spark, path: str, day: str) -> list[tuple]:
@@ -58,7 +55,7 @@ def test_reprocess_rebuilds_one_day_with_the_new_rule_and_leaves_the_rest(spark,
                           out_of_order_ratio=0.05, malformed_ratio=0.02) for seed, day in ((41, DAY_1), (42, DAY_2))]
     for args in runs:
         assert run_producer(env, args, tmp_path)["delivered"] == 1200
-    run_stream_available_now(env, tmp_path / "stream.log")
+    run_stream_in_session(spark, env, tmp_path / "stream.log")
     day_1_records, day_2_records = (expected_records(env, args) for args in runs)
 
     gold_env = {**env, "DBT_DUCKDB_PATH": str(tmp_path / "gold.duckdb"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -79,17 +76,15 @@ def test_reprocess_rebuilds_one_day_with_the_new_rule_and_leaves_the_rest(spark,
     rejudged = sum(1 for r in day_1_records if r.kind == "malformed" and r.trade_ts is not None
                    and r.expected_reason != "malformed_json")
 
-    edited = code_copy(tmp_path / "edited", stricter_volume)
+    edited = contract_copy(tmp_path / "edited", stricter_volume)
     # As run a day later: the hours the records were received in (minutes ago) are closed by then.
     tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
     summaries = []
     for attempt in (1, 2):
         summary_path = tmp_path / f"reprocess-{attempt}.json"
-        result = subprocess.run(
-            job_command(reprocess_command("--from", DAY_1, "--to", DAY_1, "--entity", "trades", "--json",
-                                          str(summary_path), "--now", tomorrow), edited),
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        with environment(env), contract_of(edited):
+            assert reprocess(["--from", DAY_1, "--to", DAY_1, "--entity", "trades", "--json", str(summary_path),
+                              "--now", tomorrow]) == 0
         summaries.append(json.loads(summary_path.read_text()))
         silver_day_1 = spark.read.format("delta").load(silver_path).where(f"date = '{DAY_1}'")
         assert sorted(row["event_id"] for row in silver_day_1.collect()) == sorted(kept)

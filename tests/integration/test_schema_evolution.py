@@ -1,6 +1,6 @@
 """Upgrading the trade event schema on a running lake, end to end on the real Kafka, MinIO, Spark and Delta.
 
-Before the upgrade, the stream knows only trade.v1 (a copy of this checkout without trade.v2.json: an older
+Before the upgrade, the stream knows only trade.v1 (this checkout's schemas without trade.v2.json: an older
 release) and creates Silver and its checkpoints. After it, producers send v2 events (with the exchange) next to v1
 ones on the same topic, plus an event of a version no release knows; the upgraded stream restarts from the old
 checkpoints. Silver gains the exchange column by Delta schema evolution (the v1 rows read null), every event lands
@@ -9,16 +9,14 @@ once, and the unknown version is quarantined with its reason instead of failing 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import Counter
 
 import pytest
 from confluent_kafka import Producer
 
 from spark_jobs.listener import read_progress
-from tests.integration.code_copy import code_copy, job_command
-from tests.integration.stack import (REPO, TRADES_ONLY, expected_records, producer_args, run_producer,
-                                     run_stream_available_now, stream_command)
+from tests.integration.code_copy import contract_copy, contract_of
+from tests.integration.stack import expected_records, producer_args, run_producer, run_stream_in_session
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +35,13 @@ def test_v2_events_evolve_silver_and_the_old_checkpoint_resumes(spark, isolated,
     silver_path = settings.lake_uri("silver/trades")
 
     # Before: an older release, trade.v1 only, streams v1 events (duplicates, malformed records sent raw).
-    old_release = code_copy(tmp_path / "old-release", without_v2)
+    old_release = contract_copy(tmp_path / "old-release", without_v2)
     args_v1 = producer_args(1500, seed=31, start_time="2026-01-06T14:30:00", duplicate_ratio=0.05,
                             malformed_ratio=0.02, schema_version=1)
     assert run_producer(env, args_v1, tmp_path)["delivered"] == 1500
     old_log = tmp_path / "stream-old.log"
-    with old_log.open("wb") as out:
-        result = subprocess.run(job_command(stream_command("available-now", TRADES_ONLY), old_release), env=env,
-                                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=900)
-    assert result.returncode == 0, old_log.read_text(errors="replace")[-5000:]
+    with contract_of(old_release):
+        run_stream_in_session(spark, env, old_log)
     assert "exchange" not in spark.read.format("delta").load(silver_path).columns
     old_batches = silver_batch_ids(old_log.read_text(errors="replace"))
     assert old_batches
@@ -65,7 +61,7 @@ def test_v2_events_evolve_silver_and_the_old_checkpoint_resumes(spark, isolated,
 
     # The upgraded release restarts from the old release's checkpoints.
     new_log = tmp_path / "stream-new.log"
-    run_stream_available_now(env, new_log)
+    run_stream_in_session(spark, env, new_log)
     new_batches = silver_batch_ids(new_log.read_text(errors="replace"))
     assert new_batches and min(new_batches) == max(old_batches) + 1   # resumed, not restarted from batch 0
     assert "table_columns_added" in new_log.read_text(errors="replace")

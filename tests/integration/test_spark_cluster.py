@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.stack import (REPO, SPARK_SUBMIT, expected_records, free_port, producer_args, run_producer,
-                                     run_stream_available_now)
+from tests.integration.stack import (REPO, SPARK_SUBMIT, distinct_free_ports, expected_records, producer_args,
+                                     run_producer, run_stream_available_now)
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +37,6 @@ class Cluster:
     webui_port: int
     worker_webui_port: int
     home: Path                          # <runtime>/spark-cluster: logs, pids, the worker's work folder
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def cluster_script(env: dict[str, str], command: str) -> subprocess.CompletedProcess:

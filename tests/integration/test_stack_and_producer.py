@@ -1,14 +1,21 @@
-"""The local services and the producer against the real broker."""
+"""The local services and the producer against the real broker; the compose stack's topic script too."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from collections import Counter, defaultdict
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from conf.settings import load_settings
 from tests.integration.stack import REPO, expected_records, producer_args, run_producer
+
+pytestmark = pytest.mark.integration
+DOCKER = REPO / "docker"
 
 
 def run_services(*args: str) -> subprocess.CompletedProcess:
@@ -64,3 +71,47 @@ def test_producer_keys_by_symbol_and_routes_invalid_records_to_the_dlq(isolated,
            read_topic(settings.kafka.bootstrap_servers, settings.kafka.dlq_topic, settings.kafka.partitions)]
     assert Counter(d["reason"] for d in dlq) == Counter(r.expected_reason for r in malformed)
     assert sorted(d["raw"] for d in dlq) == sorted(r.value.decode() for r in malformed)
+
+
+# docker/create_topics.py (the compose stack's topic-init job) against the real local broker.
+def test_topic_init_script_against_the_real_local_kafka(tmp_path):
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    settings = load_settings()
+    prefix = f"test-compose-{uuid.uuid4().hex[:8]}"
+    names = {"TRADES": f"{prefix}.trades", "QUOTES": f"{prefix}.quotes", "DLQ": f"{prefix}.dlq",
+             "HEARTBEATS": f"{prefix}.heartbeats"}
+    env = {**os.environ, **{f"STOCKLAKE_KAFKA_{kind}_TOPIC": topic for kind, topic in names.items()}}
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    script = [sys.executable, str(DOCKER / "create_topics.py")]
+    try:
+        first = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert first.stdout.count("create_topics: created ") == 4
+        assert f"create_topics: created {names['HEARTBEATS']}: 1 partitions, replication factor 1, " \
+               f"min.insync.replicas 1, compacted" in first.stdout
+        topics = admin.list_topics(timeout=10).topics
+        assert {name: len(topics[name].partitions) for name in names.values()} == {
+            **{name: settings.kafka.partitions for name in names.values()}, names["HEARTBEATS"]: 1}
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names.values()]
+        for resource, future in admin.describe_configs(resources).items():
+            config = future.result()
+            if resource.name == names["HEARTBEATS"]:  # the newest heartbeat of each sender stays, whatever its age
+                assert (config["min.insync.replicas"].value, config["cleanup.policy"].value) == ("1", "compact")
+                continue
+            assert (config["min.insync.replicas"].value, config["retention.ms"].value,
+                    config["cleanup.policy"].value) == ("1", str(settings.kafka.retention_ms), "delete"), resource
+        again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "created" not in again.stdout and again.stdout.count(" exists (") == 4
+        # More replicas than brokers: refused up front, nothing created.
+        other = {k: v.replace(prefix, prefix + "-rf3") if k.endswith("_TOPIC") else v for k, v in env.items()}
+        refused = subprocess.run(script, env={**other, "STOCKLAKE_KAFKA_REPLICATION_FACTOR": "3"},
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1
+        assert "kafka.replication_factor is 3 but the cluster at" in refused.stdout
+        assert not any(name.startswith(prefix + "-rf3") for name in admin.list_topics(timeout=10).topics)
+    finally:
+        existing = [name for name in names.values() if name in admin.list_topics(timeout=10).topics]
+        for future in (admin.delete_topics(existing, operation_timeout=30).values() if existing else []):
+            future.result()

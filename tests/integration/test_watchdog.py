@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from spark_jobs.listener import read_progress
 from spark_jobs.watchdog import main
-from tests.integration.stack import REPO, producer_args, run_producer, run_stream_available_now, s3_client
+from tests.integration.stack import REPO, producer_args, run_producer, run_stream_in_session, s3_client
 from tests.integration.test_heartbeats import heartbeat_records, iso_ms, newest_valid_trade_ts, producer_counts
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def check(tmp_path, *args) -> tuple[int, dict, dict]:
 EVENTS = 2000
 
 
-def test_caught_up_then_lagging_then_stalled(isolated, tmp_path, capsys):
+def test_caught_up_then_lagging_then_stalled(spark, isolated, tmp_path, capsys):
     """One producer and one stream run; their heartbeats (counts, newest event) match what they report, then the
     watchdog's verdicts on the checkpoints and the heartbeats as time passes."""
     settings, env = isolated
@@ -50,7 +50,7 @@ def test_caught_up_then_lagging_then_stalled(isolated, tmp_path, capsys):
                          malformed_ratio=0.02)
     summary = run_producer(env, args, tmp_path)
     stream_log = tmp_path / "stream.log"
-    run_stream_available_now(env, stream_log)
+    run_stream_in_session(spark, env, stream_log)
     ends = end_offsets(settings, settings.kafka.trades_topic)
     assert sum(ends.values()) == EVENTS
 

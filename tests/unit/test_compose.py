@@ -10,7 +10,7 @@
   used; docker/.env is git-ignored.
 - Long-running services have health checks; depends_on names services that exist, with conditions they can meet.
 - docker/create_topics.py and docker/airflow_standalone.py do what compose relies on (the topic script against the
-  real local Kafka, marked integration).
+  real local Kafka: tests/integration/test_stack_and_producer.py).
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import shlex
 import stat
 import subprocess
 import sys
-import uuid
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
@@ -602,50 +601,6 @@ def test_topic_init_creates_the_configured_topics(services):
         for name in ("market.trades.v1", "market.quotes.v1", "market.dlq.v1")]
     # Single-broker local settings: min.insync.replicas never exceeds what one replica can meet.
     assert {s["config"]["min.insync.replicas"] for s in create_topics.topic_specs(load_settings({}))} == {"1"}
-
-
-@pytest.mark.integration
-def test_topic_init_script_against_the_real_local_kafka(tmp_path):
-    from confluent_kafka.admin import AdminClient, ConfigResource
-
-    settings = load_settings()
-    prefix = f"test-compose-{uuid.uuid4().hex[:8]}"
-    names = {"TRADES": f"{prefix}.trades", "QUOTES": f"{prefix}.quotes", "DLQ": f"{prefix}.dlq",
-             "HEARTBEATS": f"{prefix}.heartbeats"}
-    env = {**os.environ, **{f"STOCKLAKE_KAFKA_{kind}_TOPIC": topic for kind, topic in names.items()}}
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    script = [sys.executable, str(DOCKER / "create_topics.py")]
-    try:
-        first = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert first.stdout.count("create_topics: created ") == 4
-        assert f"create_topics: created {names['HEARTBEATS']}: 1 partitions, replication factor 1, " \
-               f"min.insync.replicas 1, compacted" in first.stdout
-        topics = admin.list_topics(timeout=10).topics
-        assert {name: len(topics[name].partitions) for name in names.values()} == {
-            **{name: settings.kafka.partitions for name in names.values()}, names["HEARTBEATS"]: 1}
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names.values()]
-        for resource, future in admin.describe_configs(resources).items():
-            config = future.result()
-            if resource.name == names["HEARTBEATS"]:  # the newest heartbeat of each sender stays, whatever its age
-                assert (config["min.insync.replicas"].value, config["cleanup.policy"].value) == ("1", "compact")
-                continue
-            assert (config["min.insync.replicas"].value, config["retention.ms"].value,
-                    config["cleanup.policy"].value) == ("1", str(settings.kafka.retention_ms), "delete"), resource
-        again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
-        assert again.returncode == 0, again.stdout + again.stderr
-        assert "created" not in again.stdout and again.stdout.count(" exists (") == 4
-        # More replicas than brokers: refused up front, nothing created.
-        other = {k: v.replace(prefix, prefix + "-rf3") if k.endswith("_TOPIC") else v for k, v in env.items()}
-        refused = subprocess.run(script, env={**other, "STOCKLAKE_KAFKA_REPLICATION_FACTOR": "3"},
-                                 capture_output=True, text=True, timeout=120)
-        assert refused.returncode == 1
-        assert "kafka.replication_factor is 3 but the cluster at" in refused.stdout
-        assert not any(name.startswith(prefix + "-rf3") for name in admin.list_topics(timeout=10).topics)
-    finally:
-        existing = [name for name in names.values() if name in admin.list_topics(timeout=10).topics]
-        for future in (admin.delete_topics(existing, operation_timeout=30).values() if existing else []):
-            future.result()
 
 
 # -- secrets -----------------------------------------------------------------------------------------------------------

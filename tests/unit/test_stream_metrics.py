@@ -5,7 +5,6 @@ import io
 import json
 import logging
 import math
-import socket
 from contextlib import redirect_stderr
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -217,19 +216,6 @@ def test_metrics_port_option():
         with redirect_stderr(io.StringIO()):
             parse_args(["--metrics-port", "70000"])
     assert exit_.value.code == 2
-
-
-def test_a_metrics_port_in_use_fails_at_start_up_naming_the_setting(monkeypatch):
-    monkeypatch.setenv("STOCKLAKE_STREAM_METRICS_PORT", "0")
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        stderr = io.StringIO()
-        with redirect_stderr(stderr):
-            assert run(["--metrics-port", str(port)]) == 2
-    assert stderr.getvalue() == (f"stream: error: cannot serve metrics on 127.0.0.1:{port} "
-                                 f"(stream.metrics_port / --metrics-port): Address already in use\n")
 
 
 def test_a_bad_metrics_setting_is_a_configuration_error(monkeypatch):

@@ -20,6 +20,13 @@ def reports_folder() -> Path:
     return Path(os.environ.get("STOCKLAKE_TEST_REPORTS") or REPO / ".lake" / "test-reports")
 
 
+def outcome_of(report) -> str:
+    """pytest's outcome word; an expected failure reaches the hooks as "skipped" (or "passed") with wasxfail set."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.outcome == "skipped" else "xpassed"
+    return report.outcome
+
+
 class DurationsReport:
     """A pytest plugin: sums each test's phases and writes the report at the end of the session."""
 
@@ -32,7 +39,7 @@ class DurationsReport:
     def pytest_runtest_logreport(self, report) -> None:
         self.seconds[report.nodeid] += report.duration
         if report.when == "call" or report.outcome != "passed":
-            self.outcomes[report.nodeid] = report.outcome
+            self.outcomes[report.nodeid] = outcome_of(report)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.seconds:

@@ -109,6 +109,7 @@ class StreamHeartbeat(StreamingQueryListener):
         self._queries: dict[str, QueryState] = {}
         self._due: float | None = None
         self.sent = self.delivered = self.failed = 0
+        self._closed = False
 
     # -- fed by Spark's listener thread ------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ class StreamHeartbeat(StreamingQueryListener):
         self.send()
 
     def send(self, stopped: bool = False) -> None:
-        if not self.enabled:
+        if not self.enabled or self._closed:
             return
         key, value = encode_heartbeat(self.record(stopped))
         try:
@@ -188,6 +189,12 @@ class StreamHeartbeat(StreamingQueryListener):
         if self._producer.flush(flush_seconds):
             log.warning(json.dumps({"event": "heartbeat_not_delivered", "topic": self._topic,
                                     "error": f"final heartbeat not delivered within {flush_seconds:.0f} s"}))
+            self._producer.purge()  # given up: close() would wait for it up to message.timeout.ms
+            self._producer.flush(0)  # serves the purged records' callbacks
+        # Closed here, not when the garbage collector finds it: a session that outlives the run (tests, a notebook)
+        # keeps no client retrying a broker that may be gone.
+        self._producer.close()
+        self._closed = True
 
     def attach(self, spark: Any) -> "StreamHeartbeat":
         """Register as a listener of the session's queries when on."""

@@ -36,6 +36,7 @@ class FakeKafkaProducer:
         self.topics, self.fail_with, self.refuse, self.stuck = set(topics), fail_with, refuse, stuck
         self._pending: list = []
         self.flushes = 0
+        self.closed = False
 
     def produce(self, topic, key=None, value=None, on_delivery=None):
         if self.refuse is not None:
@@ -44,10 +45,21 @@ class FakeKafkaProducer:
         self._pending.append(on_delivery)
 
     def poll(self, timeout=0):
+        if self.stuck:  # the broker never answers
+            return 0
         served, self._pending = self._pending, []
         for callback in served:
             callback(self.fail_with, None)
         return len(served)
+
+    def close(self):
+        self.closed = True
+
+    def purge(self):
+        self.stuck = False
+        served, self._pending = self._pending, []
+        for callback in served:
+            callback("Local: Purged in queue", None)
 
     def flush(self, timeout):
         self.flushes += 1
@@ -413,6 +425,18 @@ def test_stream_heartbeat_counts_per_query_since_the_start_and_publishes_when_du
     assert (second["sent_at"], second["last_batch_time"], second["last_event_time"], second["stopped"]) == (
         "2026-01-05T15:00:12.000Z", "2026-01-05T15:00:06.200Z", "2026-01-05T14:59:58.000Z", False)
     assert final["stopped"] is True and final["counts"] == second["counts"] and kafka.flushes == 1
+    # The client is closed with the run (the session may outlive it); nothing is sent afterwards.
+    heartbeat.tick(120.0)
+    assert kafka.closed and len(kafka.records) == 3
+
+
+def test_stream_heartbeat_gives_up_an_undeliverable_final_heartbeat_and_closes_its_client(caplog):
+    kafka = FakeKafkaProducer(stuck=True)
+    heartbeat = StreamHeartbeat(kafka, TOPIC, 10.0, wall=lambda: 0.0, host="driver", pid=11)
+    heartbeat.close([], wait_seconds=0.1, flush_seconds=0.1)
+    assert kafka.closed and kafka.flushes == 2 and (heartbeat.sent, heartbeat.delivered, heartbeat.failed) == (1, 0, 1)
+    assert [json.loads(r.message)["error"] for r in caplog.records if "heartbeat_not_delivered" in r.message] == [
+        "final heartbeat not delivered within 0 s", "Local: Purged in queue"]
 
 
 def test_stream_heartbeat_off_sends_nothing():

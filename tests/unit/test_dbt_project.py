@@ -240,7 +240,7 @@ def test_build_on_a_local_silver_then_merge_a_late_trade(tmp_path):
     assert len(relationships) == 3 + 2 * len(FACTS) and {r["status"] for r in relationships} == {"pass"}
     # The unit tests on their own, in a new process, as `dbt test --select test_type:unit` runs them.
     unit = _dbt("test", "--select", "test_type:unit", "--vars", vars_arg, tmp=tmp_path)
-    assert "10 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
+    assert "11 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
 
     con = duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True)
     try:
@@ -333,6 +333,16 @@ def _assert_star_schema_keys(con) -> None:
         assert wrong == [] and total[0] > 0, table
     assert con.execute("select count(*), count(distinct date_key), min(date_key), max(date_key) "
                        "from dim_date").fetchall() == [(5843, 5843, 20200101, 20351230)]
+    # The seeds' sessions reach dim_date: a session exactly on the trading days, half days flagged, UTC times
+    # (the seed's 4,018 sessions less 2035-12-31, past the spine's exclusive end).
+    assert con.execute("select count(*) filter (where is_trading_day), count(session_open_utc), "
+                       "count(*) filter (where is_trading_day and session_close_utc > session_open_utc), "
+                       "count(*) filter (where is_half_day) from dim_date").fetchall() == [(4017, 4017, 4017, 33)]
+    assert con.execute("select date_day, is_trading_day, is_half_day, session_open_utc, session_close_utc "
+                       "from dim_date where date_day between date '2026-11-26' and date '2026-11-27' "
+                       "order by date_day").fetchall() == [
+        (date(2026, 11, 26), False, False, None, None),
+        (date(2026, 11, 27), True, True, datetime(2026, 11, 27, 14, 30), datetime(2026, 11, 27, 18, 0))]
     for table in FACTS:
         orphans = con.execute(
             f"select count(*) from {table} as fact "

@@ -1,11 +1,19 @@
 -- Calendar of days from var date_spine_start to date_spine_end (a test checks it covers every trading date in
 -- the candles). Trading days are the weekdays that are not exchange holidays (seed exchange_holidays, generated
--- from the exchange_calendars library by scripts/make_exchange_holidays.py), so "previous trading day" skips them.
+-- from the exchange_calendars library by scripts/make_exchange_calendar.py), so "previous trading day" skips them;
+-- each trading day carries its regular session in UTC and the half-day flag (seed exchange_sessions, same source).
 with
 
 holidays as (
 
     select * from {{ ref('exchange_holidays') }}
+
+),
+
+sessions as (
+
+    select * from {{ ref('exchange_sessions') }}
+    where exchange = '{{ var("exchange_calendar") }}'
 
 ),
 
@@ -39,11 +47,16 @@ flagged as (
         cast(extract(day from days.date_day) as integer) as day_of_month,
         days.iso_day_of_week,
         holidays.holiday_name,
-        days.iso_day_of_week <= 5 and holidays.holiday_date is null as is_trading_day
+        days.iso_day_of_week <= 5 and holidays.holiday_date is null as is_trading_day,
+        coalesce(sessions.is_half_day, false) as is_half_day,
+        sessions.open_utc as session_open_utc,
+        sessions.close_utc as session_close_utc
     from days
     left join holidays
         on days.date_day = holidays.holiday_date
         and holidays.exchange = '{{ var("exchange_calendar") }}'
+    left join sessions
+        on days.date_day = sessions.session_date
 
 ),
 

@@ -105,9 +105,15 @@ def namespace_env(run_id: str, name: str) -> dict[str, str]:
 @pytest.fixture
 def isolated(run_id, request, monkeypatch):
     """Fresh topics and bucket on the running Kafka and MinIO for one test; settings point at them."""
+    return isolate(run_id, request, monkeypatch)
+
+
+def isolate(run_id, request, monkeypatch, stack: dict[str, str] | None = None):
+    """The test's own topics and bucket, created on the stack `stack` points at (settings overrides; the main one
+    when None), set in the environment for the test: (settings, environment)."""
     from tests.integration.stack import create_namespace
 
-    env = namespace_env(run_id, request.node.name.replace("_", "-")[:20].strip("-").lower())
+    env = {**(stack or {}), **namespace_env(run_id, request.node.name.replace("_", "-")[:20].strip("-").lower())}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()

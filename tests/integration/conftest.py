@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 
 from conf.settings import Settings, load_settings
 from producer.simulator import SimRecord
-from tests.conftest import namespace_env
+from tests.conftest import isolate, namespace_env
 from tests.integration.secured_stream import secured_stream  # noqa: F401 (a session fixture of these tests)
 from tests.integration.stack import (REPO, create_namespace, distinct_free_ports, environment, expected_records,
                                      producer_args, route_bucket, run_producer, run_stream_in_session)
@@ -200,11 +200,6 @@ def fault_stack(tmp_path_factory):
 def isolated_on_fault_stack(fault_stack, spark, run_id, request, monkeypatch):
     """`isolated`, on the fault stack: fresh topics and bucket there, the settings pointing at them, and the tests'
     SparkSession reading that bucket from the fault stack's MinIO."""
-    env = {**fault_stack.overrides,
-           **namespace_env(run_id, request.node.name.replace("_", "-")[:20].strip("-").lower())}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings()
-    create_namespace(settings)
+    settings, env = isolate(run_id, request, monkeypatch, fault_stack.overrides)
     route_bucket(spark, settings.lake.bucket, fault_stack.endpoint)
-    return settings, {**os.environ, **env}
+    return settings, env

@@ -34,7 +34,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conf.settings import Settings, load_settings
 from tests.conftest import namespace_env
-from tests.integration.stack import (REPO, SPARK_SUBMIT, create_namespace, expected_records, free_port, wait_for)
+from tests.integration.stack import (REPO, TRADES_ONLY, create_namespace, expected_records, free_port, stream_command,
+                                     wait_for)
 
 PY = sys.executable
 START = "2026-01-05T15:00:00Z"  # the simulator's clock: the trades land in the closed hour 2026-01-05/15
@@ -199,16 +200,12 @@ class SecuredStream:
         return self.folder / "stream.log"
 
 
-def stream_args(port: int) -> list[str]:
-    return [SPARK_SUBMIT, "--master", "local[2]", "--driver-memory", "1g", "--conf", "spark.ui.enabled=false",
-            str(REPO / "spark_jobs" / "stream.py"), "--entity", "trades", "--metrics-port", str(port)]
-
-
 def run_until_counted(env: dict[str, str], folder: Path, port: int, expected: dict) -> tuple[int, dict]:
     """Run the stream until its endpoint shows `expected`, then SIGTERM it; (exit code, the last scrape)."""
     log = folder / "stream.log"
     with log.open("wb") as out:
-        job = subprocess.Popen(stream_args(port), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+        job = subprocess.Popen(stream_command("processing-time", TRADES_ONLY, extra_args=["--metrics-port", str(port)]),
+                               env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
     seen: dict = {}
     try:

@@ -183,7 +183,12 @@ def kill_process_group(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
+def batch_records(log: Path, query: str) -> list[dict]:
+    """The progress records of `query`'s finished micro-batches, in order, from the job's structured log lines."""
+    return [record for record in read_progress(log.read_text(errors="replace"))
+            if record["event"] == "batch" and record["query"] == query]
+
+
 def batches_committed(log: Path, query: str) -> int:
     """Micro-batches of `query` that finished, from the job's structured progress lines."""
-    return sum(1 for record in read_progress(log.read_text(errors="replace"))
-               if record["event"] == "batch" and record["query"] == query)
+    return len(batch_records(log, query))

@@ -29,10 +29,10 @@ from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from pyspark.sql import functions as F
 
-from spark_jobs.listener import read_progress
 from spark_jobs.report import account
 from spark_jobs.transforms import TRADES
-from tests.integration.stack import (REPO, expected_records, free_port, kill_process_group, producer_args,
+from spark_jobs.watchdog import list_checkpoint
+from tests.integration.stack import (REPO, batch_records, expected_records, free_port, kill_process_group, producer_args,
                                      run_producer, run_stream_in_session, s3_client, start_stream, stream_command,
                                      wait_for)
 
@@ -104,8 +104,7 @@ def delta_versions(s3, settings, layer: str) -> list[int]:
 
 
 def rows_read(log, query: str) -> int:
-    return sum(record["rows_in"] for record in read_progress(log.read_text(errors="replace"))
-               if record["event"] == "batch" and record["query"] == query)
+    return sum(record["rows_in"] for record in batch_records(log, query))
 
 
 def wait_for_exit(proc: subprocess.Popen, what: str, timeout: float = 300) -> int:
@@ -139,16 +138,14 @@ def commit_batch_ids(store, settings, layer: str, app_prefix: str) -> Counter:
     return batches
 
 
-def checkpoint_committed(store, settings, query: str, batch_id: int) -> bool:
-    """Whether the query's checkpoint records the batch as done (its commits/<batch id> file)."""
-    found = store.list_objects_v2(Bucket=settings.lake.bucket, Prefix=f"_checkpoints/{query}/commits/{batch_id}")
-    return any(item["Key"].endswith(f"/commits/{batch_id}") for item in found.get("Contents", []))
+def checkpoint_committed(store, settings, layer: str, batch_id: int) -> bool:
+    """Whether the layer's query's checkpoint records the batch as done (its commits/<batch id> file)."""
+    return f"commits/{batch_id}" in list_checkpoint(store, settings.lake.bucket, TRADES.checkpoint(layer) + "/")
 
 
 def first_batch(log: Path, query: str) -> int | None:
-    batches = [record["batch_id"] for record in read_progress(log.read_text(errors="replace"))
-               if record["event"] == "batch" and record["query"] == query]
-    return batches[0] if batches else None
+    batches = batch_records(log, query)
+    return batches[0]["batch_id"] if batches else None
 
 
 def kill_once(env, settings, store, moment: str, log: Path, rng: random.Random) -> Kill:
@@ -171,7 +168,7 @@ def kill_once(env, settings, store, moment: str, log: Path, rng: random.Random) 
         # The newest batch the layer holds, and whether the job died before its checkpoint recorded it as done.
         prefix = "bronze-" if kill.layer == "bronze" else ""
         kill.batch_id = max(commit_batch_ids(store, settings, kill.layer, prefix))
-        kill.in_flight = not checkpoint_committed(store, settings, f"{kill.layer}_trades", kill.batch_id)
+        kill.in_flight = not checkpoint_committed(store, settings, kill.layer, kill.batch_id)
     return kill
 
 
@@ -186,7 +183,7 @@ def assert_in_flight_batches_replayed_once(store, settings, kills: list[Kill]) -
             continue
         query = f"{kill.layer}_trades"
         assert first_batch(kill.restart_log, query) == kill.batch_id, (kill, "not replayed")
-        assert checkpoint_committed(store, settings, query, kill.batch_id)
+        assert checkpoint_committed(store, settings, kill.layer, kill.batch_id)
         assert written[kill.layer][kill.batch_id] == 1, (kill, written[kill.layer][kill.batch_id])
         if kill.layer == "bronze":  # the batch's quarantine rows too, once (the kill may have come before them)
             assert written["quarantine"][kill.batch_id] == 1, (kill, written["quarantine"][kill.batch_id])

@@ -6,8 +6,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from spark_jobs.listener import read_progress
-from tests.integration.stack import s3_client
+from tests.integration.stack import batch_records, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -86,12 +85,10 @@ def test_a_second_run_duplicates_nothing_and_keeps_late_events_in_bronze(lake, s
     report = lake.accounted
     assert report["late_rows"] == len(late)
     assert report["balanced"] is True
-    second_run = read_progress(lake.stream_logs[1].read_text())
-    dropped = sum(record["rows_dropped_by_watermark"] for record in second_run
-                  if record["event"] == "batch" and record["query"] == "silver_trades")
+    second_run = batch_records(lake.stream_logs[1], "silver_trades")
+    dropped = sum(record["rows_dropped_by_watermark"] for record in second_run)
     # Every delivery of a late event was dropped, re-deliveries of late events included; the re-delivered day-2
     # trades (ahead of the watermark) were not.
     assert dropped == sum(1 for r in late_run if r.event_id in late)
-    read = sum(record["rows_in"] for record in second_run
-               if record["event"] == "batch" and record["query"] == "silver_trades")
+    read = sum(record["rows_in"] for record in second_run)
     assert read == len(late_run) + len(lake.redelivered)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
-from spark_jobs.listener import read_progress
 from tests.integration.code_copy import contract_copy, contract_of
-from tests.integration.stack import expected_records, producer_args, run_producer, run_stream_in_session
+from tests.integration.stack import (batch_records, expected_records, producer_args, run_producer,
+                                     run_stream_in_session)
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +26,8 @@ def without_v2(schemas) -> None:
     (schemas / "trade.v2.json").unlink()
 
 
-def silver_batch_ids(log_text: str) -> list[int]:
-    return [record["batch_id"] for record in read_progress(log_text)
-            if record["event"] == "batch" and record["query"] == "silver_trades"]
+def silver_batch_ids(log: Path) -> list[int]:
+    return [record["batch_id"] for record in batch_records(log, "silver_trades")]
 
 
 def test_v2_events_evolve_silver_and_the_old_checkpoint_resumes(spark, isolated, tmp_path):
@@ -43,7 +43,7 @@ def test_v2_events_evolve_silver_and_the_old_checkpoint_resumes(spark, isolated,
     with contract_of(old_release):
         run_stream_in_session(spark, env, old_log)
     assert "exchange" not in spark.read.format("delta").load(silver_path).columns
-    old_batches = silver_batch_ids(old_log.read_text(errors="replace"))
+    old_batches = silver_batch_ids(old_log)
     assert old_batches
 
     # The upgrade: v2 producers start; one upstream sends a version nobody knows, another a v1 event with v2's field.
@@ -62,7 +62,7 @@ def test_v2_events_evolve_silver_and_the_old_checkpoint_resumes(spark, isolated,
     # The upgraded release restarts from the old release's checkpoints.
     new_log = tmp_path / "stream-new.log"
     run_stream_in_session(spark, env, new_log)
-    new_batches = silver_batch_ids(new_log.read_text(errors="replace"))
+    new_batches = silver_batch_ids(new_log)
     assert new_batches and min(new_batches) == max(old_batches) + 1   # resumed, not restarted from batch 0
     assert "table_columns_added" in new_log.read_text(errors="replace")
 

@@ -109,8 +109,9 @@ demo: services-up ## run the whole flow for about a minute and print what landed
 gold: export DBT_PROFILES_DIR := $(CURDIR)/dbt_project
 gold: export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 gold: export DBT_DUCKDB_PATH ?= $(RUNTIME)/warehouse/gold.duckdb
-gold: services-up ## build Gold from Silver (dbt build on the local target, DuckDB in .lake/warehouse)
+gold: services-up ## build Gold from what changed in Silver (change index, then dbt build on DuckDB in .lake/warehouse)
 	@mkdir -p "$$(dirname "$$DBT_DUCKDB_PATH")"
+	$(PYTHON) -m spark_jobs.silver_changes
 	$(CURDIR)/.venv/bin/dbt build --project-dir $(CURDIR)/dbt_project --target local
 
 # The live dashboard (dashboard/app.py) over Gold: the DuckDB file `make demo` / `make gold` build (or Snowflake when

@@ -157,6 +157,12 @@ Tables:""")
     warehouse = RUNTIME / "warehouse" / "gold.duckdb"
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     warehouse.unlink(missing_ok=True)  # the lake was emptied above: Gold starts from nothing too
+    # What changed in Silver, for the incremental candles (the Gold DAG runs the same job before dbt).
+    index = subprocess.run([str(BIN / "python"), "-m", "spark_jobs.silver_changes"], cwd=REPO,  # noqa: S603
+                           capture_output=True, text=True)
+    print(f"  {(index.stdout or index.stderr).strip()}")
+    if index.returncode != 0:
+        return 1
     dbt_env = {**os.environ, "DBT_PROFILES_DIR": str(REPO / "dbt_project"), "DBT_DUCKDB_PATH": str(warehouse),
                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     build = subprocess.run([str(BIN / "dbt"), "build", "--project-dir", str(REPO / "dbt_project"),  # noqa: S603

@@ -92,8 +92,12 @@ class SilverTable:
         return self.path.strip("/").replace("/", "_")
 
 
-# The Silver tables Spark writes (ARCHITECTURE.md, lake layout).
-SILVER_TABLES = (SilverTable("TRADES", "silver/trades/"), SilverTable("QUOTES", "silver/quotes/"))
+# The Silver tables Spark writes (ARCHITECTURE.md, lake layout), and Silver's change index
+# (spark_jobs/silver_changes.py) that Gold's incremental candles read. The index refreshes first: TRADES, refreshed
+# after it, then shows at least every Silver version the index names, so Gold never stamps a version whose rows
+# Snowflake does not see yet.
+SILVER_TABLES = (SilverTable("TRADES_CHANGES", "silver/trades_changes/"), SilverTable("TRADES", "silver/trades/"),
+                 SilverTable("QUOTES", "silver/quotes/"))
 
 
 class ConfigError(ValueError):

@@ -18,8 +18,9 @@ the tables as one run left them.
 Only closed hours are replaced (ended maintenance.closed_hour_grace_minutes before --now, as compaction counts
 them): the stream keeps appending to the current hour meanwhile, and Delta's conflict check sees that it touches
 none of the replaced partitions. A commit that loses a race with another job on those partitions (compaction,
-reconcile) is retried. Gold is rebuilt afterwards (the `reprocess` DAG runs dbt with --full-refresh: incremental
-models only look back a few days).
+reconcile) is retried. Gold follows on its next build: the replacement's deletes and inserts are in Silver's change
+data feed, so spark_jobs/silver_changes.py names the buckets and dbt rebuilds exactly those (the `reprocess` DAG
+runs both right after).
 
 Exit codes: 0 done, 1 job-level failure (a table missing or without the current contract's columns, a commit still
 conflicting after its retries), 2 bad configuration or arguments (including a range with no closed hour).

@@ -96,6 +96,11 @@ def kafka_stream(spark: SparkSession, settings: Settings, entity: Entity, fail_o
             .load())
 
 
+# Silver keeps Delta's change data feed: spark_jobs/silver_changes.py reads which rows each commit added or removed,
+# so Gold rebuilds exactly the buckets that changed (appends cost nothing extra: the feed reads their data files).
+SILVER_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+
+
 def ensure_tables(spark: SparkSession, settings: Settings, entity: Entity, schema: dict) -> None:
     """Create the entity's tables (empty, partitioned) so readers never meet a missing table, and give an existing
     table the columns a newer contract adds (add_missing_columns)."""
@@ -104,12 +109,25 @@ def ensure_tables(spark: SparkSession, settings: Settings, entity: Entity, schem
     for layer, df in (("bronze", empty), ("silver", silver_rows(parsed, entity)),
                       ("quarantine", quarantine_rows(parsed))):
         path = settings.lake_uri(entity.table(layer))
-        (DeltaTable.createIfNotExists(spark)
-         .location(path)
-         .addColumns(df.schema)
-         .partitionedBy(*PARTITION_COLUMNS)
-         .execute())
+        properties = SILVER_PROPERTIES if layer == "silver" else {}
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
+        for key, value in properties.items():
+            builder = builder.property(key, value)
+        builder.partitionedBy(*PARTITION_COLUMNS).execute()
         add_missing_columns(spark, path, df.schema)
+        set_missing_properties(spark, path, properties)
+
+
+def set_missing_properties(spark: SparkSession, path: str, properties: dict[str, str]) -> list[str]:
+    """Give a table created by an older release the properties a new one is created with (one metadata commit);
+    returns the keys set."""
+    current = DeltaTable.forPath(spark, path).detail().first()["properties"]
+    missing = {key: value for key, value in properties.items() if current.get(key) != value}
+    if missing:
+        assignments = ", ".join(f"'{key}' = '{value}'" for key, value in missing.items())
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+        log.info(json.dumps({"event": "table_properties_set", "table": path, "properties": missing}))
+    return list(missing)
 
 
 def add_missing_columns(spark: SparkSession, path: str, schema: StructType) -> list[str]:

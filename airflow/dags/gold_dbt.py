@@ -10,7 +10,7 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from stocklake_airflow.alerts import success_notice
 from stocklake_airflow.assets import GOLD, SILVER_BARS, SILVER_TRADES, WAREHOUSE_SILVER
-from stocklake_airflow.jobs import DEFAULT_ARGS, job_command, setting
+from stocklake_airflow.jobs import DEFAULT_ARGS, dbt_build, index_silver_changes, refresh_warehouse_silver
 
 
 @dag(
@@ -31,8 +31,12 @@ from stocklake_airflow.jobs import DEFAULT_ARGS, job_command, setting
 ### Gold (dbt)
 `dbt build` of the dbt project (models, seeds, data tests, unit tests) on the target named by `warehouse.target`:
 `local` builds DuckDB (`DBT_DUCKDB_PATH`, default `.lake/warehouse/gold.duckdb`) reading Silver from the lake;
-`snowflake` builds the Gold schema in Snowflake from the external tables. Incremental models merge a look-back
-window, so late rows put into Silver by reconcile reach Gold on the next run.
+`snowflake` builds the Gold schema in Snowflake from the external tables. First `index_silver_changes`
+(`python -m spark_jobs.silver_changes`) records which (symbol, minute) buckets Silver's commits changed since its
+last run (Delta's change data feed), and on Snowflake `refresh_warehouse_silver` refreshes the external tables
+(the change index first); the candle models then rebuild exactly those buckets at every grain, however old:
+late rows the stream writes, reconcile's inserts, a reprocessed day. Compaction changes no row and rebuilds
+nothing.
 
 After a successful build, `gold_summary_notice` posts Gold's rows per candle table, the trades behind them and
 the newest trade's age (`python -m dashboard.gold_summary`) to the `slack_alerts` connection, where failures go;
@@ -40,12 +44,8 @@ the newest trade's age (`python -m dashboard.gold_summary`) to the `slack_alerts
 """,
 )
 def gold_dbt():
-    build = job_command(
-        "dbt_build",
-        "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; mkdir -p .lake/warehouse; "
-        f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting('warehouse.target')}",
-        timeout=timedelta(minutes=40), outlets=[GOLD])
-    build >> success_notice("gold_summary_notice", "dashboard.gold_summary", timeout=timedelta(minutes=5))
-
+    build = dbt_build("dbt_build", timeout=timedelta(minutes=40), outlets=[GOLD])
+    (index_silver_changes() >> refresh_warehouse_silver() >> build
+     >> success_notice("gold_summary_notice", "dashboard.gold_summary", timeout=timedelta(minutes=5)))
 
 gold_dbt()

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 
 from stocklake_airflow.assets import GOLD, SILVER_TABLES
-from stocklake_airflow.jobs import DEFAULT_ARGS, JOB_PYTHON, job_command, setting, spark_job
+from stocklake_airflow.jobs import DEFAULT_ARGS, dbt_build, index_silver_changes, refresh_warehouse_silver, spark_job
 
 
 @dag(
@@ -29,8 +29,8 @@ After a change to validation or parsing (a contract rule in `conf/schemas`, a ne
 runs `spark_jobs/reprocess.py --from from_date --to to_date`: Silver's partitions of those dates are rebuilt from
 Bronze with the stream's own transforms and replaced atomically (Delta replaceWhere), and quarantine follows for
 the same records. Only closed hours are touched, so the stream keeps running on the current hour. Running it twice
-gives the same tables. Then, on Snowflake, the external tables are refreshed, and Gold is rebuilt in full
-(`dbt build --full-refresh`: incremental models only look back a few days).
+gives the same tables. Then the Silver change index records what the replacement changed, on Snowflake the
+external tables are refreshed, and `dbt build` rebuilds exactly the Gold buckets of the changed rows, however old.
 """,
 )
 def reprocess():
@@ -42,18 +42,10 @@ def reprocess():
 
     rebuild = spark_job("rebuild_silver", "reprocess.py", reprocess_arguments(), timeout=timedelta(hours=4),
                         outlets=SILVER_TABLES)
-    # Snowflake reads Silver through external tables, which see Spark's new files only once refreshed.
-    refresh = job_command(
-        "refresh_warehouse_silver",
-        f"if [ \"{setting('warehouse.target')}\" = snowflake ]; then {JOB_PYTHON} scripts/snowflake_setup.py refresh; "
-        "else echo 'warehouse.target is local: nothing to refresh'; fi",
-        timeout=timedelta(minutes=20))
-    gold = job_command(
-        "rebuild_gold",
-        "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; mkdir -p .lake/warehouse; dbt build --full-refresh "
-        f"--project-dir dbt_project --profiles-dir dbt_project --target {setting('warehouse.target')}",
-        timeout=timedelta(hours=1), outlets=[GOLD])
-    rebuild >> refresh >> gold
+    # Gold rebuilds the reprocessed buckets only: the change index names every row the replacement removed or
+    # added, and Snowflake's external tables see them once refreshed (the index first).
+    gold = dbt_build("rebuild_gold", timeout=timedelta(hours=1), outlets=[GOLD])
+    rebuild >> index_silver_changes() >> refresh_warehouse_silver() >> gold
 
 
 reprocess()

@@ -34,51 +34,8 @@
 {% endmacro %}
 
 
-{#- Incremental filter for a candle model: rebuild every bucket that starts within the look-back of the newest
-    bucket already built, so late rows that reached Silver are merged into their (whole) buckets. Filtering on
-    the bucket column itself keeps every rebuilt bucket complete. `this_column` is the bucket's name in the built
-    table ({{ this }}), which may differ from the trade-level column. -#}
-{% macro candles_lookback_filter(bucket_column, this_column, datepart, lookback, data_type='timestamp') -%}
-    {%- if is_incremental() -%}
-        {#- An empty existing table (max is null) rebuilds everything. -#}
-        {{ bucket_column }} >= coalesce(
-            (select {{ dbt.dateadd(datepart, -1 * (lookback | int), 'max(' ~ this_column ~ ')') }} from {{ this }}),
-            cast('1900-01-01' as {{ data_type }})
-        )
-    {%- else -%}
-        1 = 1
-    {%- endif -%}
-{%- endmacro %}
-
-
-{#- The body of an intraday candle model (fct_candles_1m, fct_candles_1h): candles of int_trades__bucketed per
-    symbol and UTC `datepart` bucket (`bucket_column`), rebuilt within the look-back when incremental. candle_key
-    is the surrogate key of (symbol, candle_start) under `key_label`; date_key relates the candle to dim_date by its
-    trading date in the exchange time zone (a UTC bucket lies in exactly one, see int_trades__bucketed). -#}
-{% macro utc_candles(bucket_column, datepart, key_label) %}
-with
-
-trades as (
-
-    select * from {{ ref('int_trades__bucketed') }}
-
-),
-
-{{ ohlcv_candles(
-    'trades',
-    [bucket_column, 'trading_date'],
-    where=candles_lookback_filter(bucket_column, 'candle_start', 'minute', var('candles_lookback_minutes'))
-) }},
-
-final as (
-
-    select
-        {{ surrogate_key(key_label, ['symbol', key_text(bucket_column, 'timestamp')]) }} as candle_key,
-        symbol,
-        {{ bucket_column }} as candle_start,
-        {{ dbt.dateadd(datepart, 1, bucket_column) }} as candle_end,
-        trading_date,
-        {{ date_key('trading_date') }} as date_key,
+{#- The measures of a candle, as ohlcv_candles computes them, in the order every candle table lists them. -#}
+{% macro candle_measures() -%}
         open,
         high,
         low,
@@ -89,10 +46,78 @@ final as (
         trade_count,
         first_trade_time_utc,
         last_trade_time_utc
+{%- endmacro %}
 
-    from candles
 
-)
+{#- Incremental candles are rebuilt by what changed in Silver (int_trades__changed_buckets, from the change index
+    spark_jobs/silver_changes.py writes). Each candle row carries silver_version, the index version its table was
+    built through; a build rebuilds the buckets of the index rows above the table's newest silver_version, whole.
 
-select * from final
+    The version a table was built through: its newest row's silver_version; -1 on a full build (everything). -#}
+{% macro built_through_version() -%}
+    {%- if is_incremental() -%}
+        select coalesce(max(silver_version), -1) as silver_version from {{ this }}
+    {%- else -%}
+        select cast(-1 as {{ dbt.type_bigint() }}) as silver_version
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Three CTEs of an incremental candle model: `built` (the version its table was built through), `changed` (the
+    (symbol, bucket) keys of the index rows above it; a null symbol means everything) and `rebuilt_trades` (the
+    trades of `trades_relation` in those buckets, whole; every trade on a full build). -#}
+{% macro changed_bucket_trades(trades_relation, changes_relation, bucket_column) %}
+    built as (
+
+        {{ built_through_version() }}
+
+    ),
+
+    changed as (
+
+        select distinct symbol, {{ bucket_column }} as bucket
+        from {{ changes_relation }}
+        where silver_version > (select silver_version from built)
+
+    ),
+
+    rebuilt_trades as (
+
+        select {{ trades_relation }}.*
+        from {{ trades_relation }}
+        {% if is_incremental() -%}
+        left join changed
+            on changed.symbol = {{ trades_relation }}.symbol
+            and changed.bucket = {{ trades_relation }}.{{ bucket_column }}
+        where changed.symbol is not null
+            or exists (select 1 from changed where changed.symbol is null)
+        {%- endif %}
+
+    )
+{% endmacro %}
+
+
+{#- The version a build is current with, stamped on every row it writes: the newest index row (-1 when the index is
+    still empty; its first run then marks everything changed, so the next build rebuilds all). -#}
+{% macro current_silver_version(changes_relation) -%}
+    (select coalesce(max(silver_version), -1) from {{ changes_relation }})
+{%- endmacro %}
+
+
+{#- Pre-hook of an incremental candle model: delete the buckets that changed since the table's version before the
+    build inserts them again, so a bucket whose every trade left Silver (reprocess) leaves Gold too. delete+insert
+    alone would only replace the buckets that still have trades. -#}
+{% macro delete_changed_candles(bucket_column, this_column) %}
+    {%- if is_incremental() -%}
+    delete from {{ this }} as built
+    using (
+        select distinct symbol, {{ bucket_column }} as bucket
+        from {{ ref('int_trades__changed_buckets') }}
+        where silver_version > (select coalesce(max(silver_version), -1) from {{ this }})
+    ) as changed
+    where changed.symbol is null
+        or (changed.symbol = built.symbol and changed.bucket = built.{{ this_column }})
+    {%- else -%}
+    select 1
+    {%- endif -%}
 {% endmacro %}

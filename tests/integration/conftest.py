@@ -1,11 +1,14 @@
 """The shared lake: one streamed dataset per test run, built the way the pipeline runs, asserted on by many files.
 
-    lake            two trading days of simulator trades (v1 and v2 events, duplicates, out-of-order and malformed
-                    records) -> Kafka -> stream run 1 -> a late run (events behind the watermark, re-deliveries,
-                    malformed records) and 100 of day 2's trades delivered again byte for byte -> stream run 2 ->
-                    reconcile (the late events into Silver). The Delta versions after each step are recorded, so
-                    a test reads any step's tables exactly (time travel) whatever ran after it.
-    gold_warehouse  `dbt build` (local target) on the lake's Silver: the Gold tests and the dashboard's browser test.
+    lake            In the order Airflow and the stream really run: two trading days of simulator trades (v1 and v2
+                    events, duplicates, out-of-order and malformed records) -> Kafka -> stream run 1 -> Gold ->
+                    three late runs (trades hours and days old behind the watermark, one crossing midnight UTC,
+                    re-deliveries, malformed records) and 100 of day 2's trades delivered again byte for byte ->
+                    stream run 2 -> Gold -> reconcile (the late events into Silver) -> Gold -> Gold again (nothing
+                    new) -> reprocess of day 1 from Bronze -> Gold. The Delta versions after each step are recorded,
+                    so a test reads any step's tables exactly (time travel) whatever ran after it; each Gold build
+                    (spark_jobs/silver_changes.py, then dbt, as the Gold DAG runs them) is kept as it was built.
+    gold_warehouse  the lake's Gold warehouse after its last build: the Gold tests and the dashboard's browser test.
     secured_stream  one spark-submit run of the stream as production runs it (SASL, the lake user, metrics, INFO
                     logs, SIGTERM): the tests about the job's process (tests/integration/secured_stream.py).
     fault_stack     a second Kafka and MinIO for the fault tests that stop them.
@@ -19,9 +22,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import duckdb
+import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
@@ -33,13 +40,30 @@ from tests.integration.stack import (REPO, create_namespace, distinct_free_ports
                                      producer_args, route_bucket, run_producer, run_stream_in_session)
 
 DBT = str(REPO / ".venv" / "bin" / "dbt")
-# Two trading days (Thursday and Friday) so the daily candles, the previous close and the KPI change exist.
-GOLD_DAYS = ("2026-11-19T15:00:00", "2026-11-20T15:00:00")
-# A third run a minute after Friday's: its late trades are stamped 30 minutes before the clock (14:31 UTC, the
-# Friday session's first minutes), behind the watermark the first stream run left (Friday 15:00 - 10 minutes).
-LATE_RUN_START = "2026-11-20T15:01:00"
+# Wednesday 25 and Friday 27 November 2026: Thursday is Thanksgiving (closed), so Friday's previous trading day is
+# Wednesday, and Friday is a half day (the close at 13:00 New York, 18:00 UTC). Each day's 3,000 trades span 20
+# minutes across a session's end: Wednesday's 16:00 close (20:50-21:10 UTC), Friday's 13:00 one (17:50-18:10 UTC).
+GOLD_DAYS = ("2026-11-25T20:50:00", "2026-11-27T17:50:00")
+DAY_RATE = 2.5
+# Late runs just after Friday's trades: each stamps 10% of its trades late_by seconds before its clock, behind the
+# watermark the first stream run left (Friday 18:10 - 10 minutes): hours old (Friday 16:11, the half day's
+# session), days old (Wednesday 21:00, into minutes, hours and a day Gold has built), and across midnight UTC
+# (Thursday 00:30 UTC, Wednesday 19:30 in New York: Wednesday's trading date). Their other trades are on time.
+LATE_RUNS = (("2026-11-27T18:11:00", 7_200), ("2026-11-27T18:12:00", 162_720), ("2026-11-27T18:13:00", 150_180))
 REDELIVERED = 100
+REPROCESSED_DAY = "2026-11-25"
 LAYERS = ("bronze", "silver", "quarantine")
+GOLD_TABLES = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_symbol_kpi")
+
+
+@dataclass(frozen=True)
+class GoldBuild:
+    """One Gold build of the lake as it was: the change index run, then dbt."""
+    after: str                          # the lake step it followed (a key of Lake.versions)
+    indexed: dict                       # spark_jobs/silver_changes.py's result
+    tables: dict[str, pd.DataFrame]     # GOLD_TABLES as built
+    rewritten: dict[str, int]           # candle table -> rows this build wrote (a newer silver_version)
+    stdout: str
 
 
 @dataclass(frozen=True)
@@ -47,19 +71,26 @@ class Lake:
     settings: Settings
     env: dict[str, str]              # the namespace's environment (its topics and bucket)
     workdir: Path
-    runs: tuple[list[str], ...]      # the producer runs' arguments: day 1, day 2, the late run
+    runs: tuple[list[str], ...]      # the producer runs' arguments: day 1, day 2, the late runs
     records: tuple[tuple[SimRecord, ...], ...]  # what each run sent, in order (stack.expected_records)
     redelivered: tuple[SimRecord, ...]          # day-2 trades delivered again before stream run 2
     versions: dict[str, dict[str, int]]         # step -> layer -> Delta version after it
     stream_logs: tuple[Path, Path]
     accounted: dict                  # report.account() of trades after stream run 2, before reconcile
     reconciled: dict                 # reconcile.py's summary (--json) of its run
+    gold: tuple[GoldBuild, ...]      # every Gold build, in order
+    gold_env: dict[str, str]         # env plus the warehouse file and dbt target folder
+
+    @property
+    def late_runs(self) -> tuple[tuple[SimRecord, ...], ...]:
+        return self.records[2:]
 
     def all_records(self) -> tuple[SimRecord, ...]:
         return tuple(record for run in self.records for record in run)
 
     def table(self, spark, layer: str, step: str | None = None):
-        """The trades table of a layer as it was after `step` (first_stream, second_stream, reconcile), or now."""
+        """The trades table of a layer as it was after `step` (first_stream, second_stream, reconcile, reprocess),
+        or now."""
         reader = spark.read.format("delta")
         if step is not None:
             reader = reader.option("versionAsOf", self.versions[step][layer])
@@ -80,9 +111,21 @@ def redeliver(settings: Settings, records: list[SimRecord]) -> None:
     assert producer.flush(30) == 0
 
 
+def late_run(env: dict[str, str], start: str, late_by_seconds: int, seed: int) -> tuple[dict, list[str]]:
+    """(environment, producer arguments) of a late run: its late trades stamped late_by_seconds before the clock."""
+    return ({**env, "STOCKLAKE_SIMULATOR_LATE_BY_SECONDS": str(late_by_seconds)},
+            producer_args(300, seed=seed, start_time=start, late_ratio=0.1, duplicate_ratio=0.05,
+                          malformed_ratio=0.02))
+
+
+def produce(runs: list[tuple[dict, list[str]]], workdir: Path) -> tuple[tuple[SimRecord, ...], ...]:
+    for run_env, args in runs:
+        run_producer(run_env, args, workdir)
+    return tuple(tuple(expected_records(run_env, args)) for run_env, args in runs)
+
+
 @pytest.fixture(scope="session")
 def lake(spark, run_id, tmp_path_factory) -> Lake:
-    from spark_jobs.reconcile import main as reconcile
     from spark_jobs.report import account
     from spark_jobs.transforms import TRADES
 
@@ -90,40 +133,87 @@ def lake(spark, run_id, tmp_path_factory) -> Lake:
     env = {**os.environ, **namespace_env(run_id, "lake")}
     settings = load_settings(env)
     create_namespace(settings)
-    # Thursday in trade schema v1, Friday in v2 (with the exchange): Silver and Gold hold both versions.
-    runs = [producer_args(3000, seed=seed, start_time=day, out_of_order_ratio=0.05, duplicate_ratio=0.02,
-                          malformed_ratio=0.02, schema_version=version)
+    gold_env = dbt_env(env, workdir)
+    gold = []
+    # Wednesday in trade schema v1, Friday in v2 (with the exchange): Silver and Gold hold both versions.
+    runs = [(env, producer_args(3000, seed=seed, start_time=day, rate=DAY_RATE, out_of_order_ratio=0.05,
+                                duplicate_ratio=0.02, malformed_ratio=0.02, schema_version=version))
             for version, (seed, day) in enumerate(enumerate(GOLD_DAYS, start=21), start=1)]
-    for args in runs:
-        run_producer(env, args, workdir)
+    records = produce(runs, workdir)
     logs = (workdir / "stream-1.log", workdir / "stream-2.log")
     run_stream_in_session(spark, env, logs[0])
     versions = {"first_stream": delta_versions(spark, settings)}
+    gold.append(build_gold(gold_env, "first_stream", "build"))
 
-    runs.append(producer_args(1000, seed=23, start_time=LATE_RUN_START, late_ratio=0.08, duplicate_ratio=0.05,
-                              malformed_ratio=0.02))
-    run_producer(env, runs[-1], workdir)
-    records = tuple(tuple(expected_records(env, args)) for args in runs)
-    # Within the watermark: the dedup state restored from the checkpoint must recognise them.
-    redelivered = tuple(r for r in records[1] if r.kind == "trade")[:REDELIVERED]
+    late = [late_run(env, start, late_by, seed) for seed, (start, late_by) in enumerate(LATE_RUNS, start=23)]
+    records += produce(late, workdir)
+    runs += late
+    # Within the watermark (Friday's last on-time trades): the dedup state restored from the checkpoint must
+    # recognise them.
+    redelivered = tuple(r for r in records[1] if r.kind == "trade")[-REDELIVERED:]
     redeliver(settings, list(redelivered))
     run_stream_in_session(spark, env, logs[1])
     versions["second_stream"] = delta_versions(spark, settings)
     accounted = account(spark, settings, TRADES)
+    gold.append(build_gold(gold_env, "second_stream", "run"))
 
-    # As Airflow's maintenance DAG runs it: the default window (the last maintenance.reconcile_lookback_days days
-    # of Bronze, whose date is the Kafka date: today).
+    reconciled = reconcile_late_rows(env, workdir)
+    versions["reconcile"] = delta_versions(spark, settings)
+    gold.append(build_gold(gold_env, "reconcile", "run"))
+    gold.append(build_gold(gold_env, "reconcile", "run"))  # nothing new in Silver
+
+    reprocess_day(env, workdir)
+    versions["reprocess"] = delta_versions(spark, settings)
+    gold.append(build_gold(gold_env, "reprocess", "build"))
+    return Lake(settings, env, workdir, tuple(args for _, args in runs), records, redelivered, versions, logs,
+                accounted, reconciled, tuple(gold), gold_env)
+
+
+def reconcile_late_rows(env: dict[str, str], workdir: Path) -> dict:
+    """reconcile.py as Airflow's maintenance DAG runs it: the default window (the last
+    maintenance.reconcile_lookback_days days of Bronze, whose date is the Kafka date: today)."""
+    from spark_jobs.reconcile import main as reconcile
+
     summary = workdir / "reconcile.json"
     with environment(env):
         assert reconcile(["--entity", "trades", "--json", str(summary)]) == 0
-    versions["reconcile"] = delta_versions(spark, settings)
-    return Lake(settings, env, workdir, tuple(runs), records, redelivered, versions, logs, accounted,
-                json.loads(summary.read_text()))
+    return json.loads(summary.read_text())
+
+
+def reprocess_day(env: dict[str, str], workdir: Path) -> dict:
+    """reprocess.py of REPROCESSED_DAY from Bronze, as the reprocess DAG runs it (a day later: its hours closed)."""
+    from spark_jobs.reprocess import main as reprocess
+
+    summary = workdir / "reprocess.json"
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    with environment(env):
+        assert reprocess(["--from", REPROCESSED_DAY, "--to", REPROCESSED_DAY, "--entity", "trades",
+                          "--json", str(summary), "--now", tomorrow]) == 0
+    return json.loads(summary.read_text())
+
+
+def build_gold(env: dict[str, str], after: str, command: str) -> GoldBuild:
+    """What the Gold DAG runs: the change index, then dbt (`build`, or `run`: the models alone, when a build in
+    between needs no data tests); the Gold tables as built, and the candle rows the build wrote."""
+    warehouse = Path(env["DBT_DUCKDB_PATH"])
+    before = gold_tables(warehouse) if warehouse.exists() else {}
+    indexed = index_silver_changes(env)
+    result = dbt(env, command, "--target", "local")
+    tables = gold_tables(warehouse)
+    rewritten = {name: int((table["silver_version"] > before[name]["silver_version"].max()).sum()
+                           if name in before else len(table))
+                 for name, table in tables.items() if name.startswith("fct_candles")}
+    return GoldBuild(after, indexed, tables, rewritten, result.stdout)
+
+
+def gold_tables(warehouse: Path) -> dict[str, pd.DataFrame]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return {name: con.sql(f"select * from {name}").df() for name in GOLD_TABLES}
 
 
 @dataclass(frozen=True)
 class GoldWarehouse:
-    """A Gold DuckDB warehouse built by `dbt build` on the lake's Silver (the late events reconciled into it)."""
+    """The lake's Gold DuckDB warehouse after its last build (`dbt build`, after the reprocess)."""
     lake: Lake
     env: dict[str, str]      # the lake's environment plus the dbt variables
     path: Path               # the DuckDB file
@@ -148,6 +238,16 @@ def dbt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def index_silver_changes(env: dict[str, str]) -> dict:
+    """spark_jobs/silver_changes.py in the environment `env` names (as the Gold DAG runs it before dbt); its result."""
+    from spark_jobs.silver_changes import main
+
+    with tempfile.TemporaryDirectory() as tmp, environment(env):
+        summary = Path(tmp) / "changes.json"
+        assert main(["--json", str(summary)]) == 0
+        return json.loads(summary.read_text())
+
+
 def dbt_env(env: dict[str, str], workdir: Path) -> dict[str, str]:
     """env plus a warehouse file and dbt target folder of the test's own."""
     return {**env, "DBT_DUCKDB_PATH": str(workdir / "gold.duckdb"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -155,11 +255,9 @@ def dbt_env(env: dict[str, str], workdir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def gold_warehouse(lake, tmp_path_factory) -> GoldWarehouse:
-    workdir = tmp_path_factory.mktemp("gold")
-    env = dbt_env(lake.env, workdir)
-    build = dbt(env, "build", "--target", "local")
-    return GoldWarehouse(lake, env, Path(env["DBT_DUCKDB_PATH"]), build.stdout, workdir)
+def gold_warehouse(lake) -> GoldWarehouse:
+    return GoldWarehouse(lake, lake.gold_env, Path(lake.gold_env["DBT_DUCKDB_PATH"]), lake.gold[-1].stdout,
+                         lake.workdir)
 
 
 # ---- the fault tests' own stack ---------------------------------------------------------------------------------

@@ -75,8 +75,8 @@ def create_namespace(settings: Settings) -> None:
     s3_client(settings).create_bucket(Bucket=settings.lake.bucket)
 
 
-def producer_args(count: int, seed: int, start_time: str, **ratios: float) -> list[str]:
-    args = ["--source", "simulator", "--rate", "1000", "--count", str(count), "--no-pacing", "--seed", str(seed),
+def producer_args(count: int, seed: int, start_time: str, rate: float = 1000, **ratios: float) -> list[str]:
+    args = ["--source", "simulator", "--rate", str(rate), "--count", str(count), "--no-pacing", "--seed", str(seed),
             "--start-time", start_time, "--malformed-target", "topic"]
     for name, value in ratios.items():
         args += [f"--{name.replace('_', '-')}", str(value)]

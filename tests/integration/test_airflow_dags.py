@@ -26,11 +26,13 @@ EXPECTED_DAGS = {
                               ["lakehouse", "maintenance", "spark"]),
     "snowflake_refresh": ("*/15 * * * *", ["refresh_external_tables", "warehouse_is_snowflake"], 2,
                           ["snowflake", "warehouse"]),
-    "gold_dbt": (None, ["dbt_build", "gold_summary_notice"], 2, ["dbt", "gold", "warehouse"]),
+    "gold_dbt": (None, ["dbt_build", "gold_summary_notice", "index_silver_changes", "refresh_warehouse_silver"], 2,
+                 ["dbt", "gold", "warehouse"]),
     "data_quality": ("25 * * * *", ["check_silver_trades"], 0, ["quality", "silver"]),
     "historical_backfill": (None, ["backfill", "backfill_arguments"], 2, ["backfill", "lakehouse", "spark"]),
     "stream_watchdog": ("*/5 * * * *", ["check_stream"], 0, ["monitoring", "stream"]),
-    "reprocess": (None, ["rebuild_gold", "rebuild_silver", "refresh_warehouse_silver", "reprocess_arguments"], 2,
+    "reprocess": (None, ["index_silver_changes", "rebuild_gold", "rebuild_silver", "refresh_warehouse_silver",
+                         "reprocess_arguments"], 2,
                   ["gold", "lakehouse", "spark"]),
 }
 
@@ -59,10 +61,14 @@ def test_every_dag_imports_with_its_schedule_retries_timeouts_alerts_tags_and_do
             # Every task's failure posts the Slack alert.
             assert task["on_failure_callback"] == [ALERT], (dag_id, task_id)
     assert dags["historical_backfill"]["schedule"] is None and dags["reprocess"]["schedule"] is None
-    # Reprocess: Silver from Bronze, then the warehouse's view of Silver, then Gold in full.
+    # Reprocess and Gold: Silver's changes indexed, then the warehouse's view of Silver, then Gold (what changed).
     rebuild = dags["reprocess"]["tasks"]
-    assert [rebuild[task]["upstream"] for task in ("rebuild_silver", "refresh_warehouse_silver", "rebuild_gold")] == [
-        ["reprocess_arguments"], ["rebuild_silver"], ["refresh_warehouse_silver"]]
+    assert [rebuild[task]["upstream"] for task in ("rebuild_silver", "index_silver_changes",
+                                                   "refresh_warehouse_silver", "rebuild_gold")] == [
+        ["reprocess_arguments"], ["rebuild_silver"], ["index_silver_changes"], ["refresh_warehouse_silver"]]
+    gold = dags["gold_dbt"]["tasks"]
+    assert [gold[task]["upstream"] for task in ("index_silver_changes", "refresh_warehouse_silver", "dbt_build")] == [
+        [], ["index_silver_changes"], ["refresh_warehouse_silver"]]
     assert rebuild["rebuild_silver"]["outlets"] == ["silver_quotes", "silver_trades"]
     # Gold: data-aware (Silver changed) or every 30 minutes.
     assert sorted(dags["gold_dbt"]["schedule_assets"]) == ["silver_bars", "silver_trades", "warehouse_silver"]

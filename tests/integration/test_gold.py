@@ -1,9 +1,12 @@
-"""Gold end to end: simulator -> Kafka -> the stream -> Silver (late events, dropped by the watermark, put there
-by the reconcile job) -> `dbt build` (local target, DuckDB reading the Silver Delta tables on MinIO) -> every Gold
-candle checked against independent pandas computations, from the Silver rows and from the producer's own records:
-exact OHLC, volume and trade count, VWAP to 1e-9."""
+"""Gold end to end, in the order the pipeline runs: simulator -> Kafka -> the stream -> Silver -> Gold, then late
+trades (hours and days old, one across midnight UTC) -> the stream -> Gold -> reconcile -> Gold -> Gold again with
+nothing new -> reprocess of a day -> Gold (conftest.lake; each build is spark_jobs/silver_changes.py, then `dbt`
+on the local target, DuckDB reading the Silver Delta tables on MinIO). After every build, every 1m, 1h and 1d candle
+and every KPI row equals an independent pandas computation over the distinct Silver trades of that moment (OHLC and
+counts exact, sums and VWAP to 1e-9 relative), and the build rewrote exactly the candles whose trades changed."""
 from __future__ import annotations
 
+import csv
 import json
 
 import duckdb
@@ -11,11 +14,21 @@ import pandas as pd
 import pytest
 
 from producer.simulator import VALID_KINDS
-from tests.integration.conftest import dbt
+from tests.integration.conftest import REPROCESSED_DAY, dbt
+from tests.integration.stack import REPO
 
 pytestmark = pytest.mark.integration
 
 EXCHANGE_TZ = "America/New_York"
+GRAINS = {"1m": "fct_candles_1m", "1h": "fct_candles_1h", "1d": "fct_candles_1d"}
+GOLD_TABLES_COMPARED = (*GRAINS.values(), "fct_symbol_kpi")
+
+
+def with_buckets(trades: pd.DataFrame) -> pd.DataFrame:
+    """Each trade's bucket at every grain: the UTC minute and hour, and the trading date in New York."""
+    utc = pd.to_datetime(trades["trade_ts"], unit="ms", utc=True)
+    return trades.assign(**{"1m": utc.dt.floor("1min"), "1h": utc.dt.floor("1h"),
+                            "1d": utc.dt.tz_convert(EXCHANGE_TZ).dt.date})
 
 
 def expected_candles(silver: pd.DataFrame, grain: str) -> pd.DataFrame:
@@ -24,25 +37,122 @@ def expected_candles(silver: pd.DataFrame, grain: str) -> pd.DataFrame:
     Open and close are the first and last trade by (trade_ts, event_id): event time with a deterministic
     tie-break, never arrival order. 1m and 1h buckets are UTC instants; 1d is the exchange's trading date.
     """
-    trades = silver.sort_values(["symbol", "trade_ts", "event_id"]).copy()
-    utc = pd.to_datetime(trades["trade_ts"], unit="ms", utc=True)
-    if grain == "1d":
-        trades["bucket"] = utc.dt.tz_convert(EXCHANGE_TZ).dt.date
-    else:
-        trades["bucket"] = utc.dt.floor("1min" if grain == "1m" else "1h")
-    trades["notional"] = trades["price"] * trades["volume"]
+    trades = with_buckets(silver.sort_values(["symbol", "trade_ts", "event_id"]))
+    trades = trades.assign(bucket=trades[grain], notional=trades["price"] * trades["volume"])
     grouped = trades.groupby(["symbol", "bucket"], sort=True)
     candles = grouped.agg(open=("price", "first"), high=("price", "max"), low=("price", "min"),
                           close=("price", "last"), volume=("volume", "sum"), notional=("notional", "sum"),
-                          trade_count=("price", "size")).reset_index()
+                          trade_count=("price", "size"), last_trade_ts=("trade_ts", "max")).reset_index()
     candles["vwap"] = candles["notional"] / candles["volume"]
-    return candles.drop(columns="notional")
+    return candles
 
 
-def test_gold_candles_equal_an_independent_pandas_computation(spark, gold_warehouse):
+def trading_days() -> list:
+    """The exchange's sessions (dbt_project/seeds/exchange_sessions.csv), in order."""
+    with (REPO / "dbt_project" / "seeds" / "exchange_sessions.csv").open() as seed:
+        return sorted(pd.Timestamp(row["session_date"]).date() for row in csv.DictReader(seed))
+
+
+def expected_kpis(silver: pd.DataFrame) -> pd.DataFrame:
+    """Per symbol, its latest trading date's candle and the previous trading day's close (null when that day has
+    no candle: a gap is not a previous close)."""
+    daily = expected_candles(silver, "1d")
+    sessions = trading_days()
+    latest = daily.sort_values("bucket").groupby("symbol").tail(1).set_index("symbol")
+    closes = daily.set_index(["symbol", "bucket"])["close"]
+    previous = {symbol: sessions[sessions.index(day) - 1] for symbol, day in latest["bucket"].items()}
+    latest["previous_close"] = [closes.get((symbol, day)) for symbol, day in previous.items()]
+    return latest.reset_index()
+
+
+def assert_same(expected: pd.DataFrame, gold: pd.DataFrame, keys: list[str], exact: list[str],
+                close: list[str], what: str) -> int:
+    """Every expected row is in Gold and no other; `exact` columns equal, `close` ones to 1e-9 relative."""
+    merged = expected.merge(gold, on=keys, how="outer", suffixes=("", "_gold"), indicator=True)
+    assert (merged["_merge"] == "both").all(), (what, merged[merged["_merge"] != "both"][keys].head(10))
+    assert len(merged) == len(expected) == len(gold), what
+    for column in exact:
+        wrong = merged[~((merged[column] == merged[f"{column}_gold"])
+                         | (merged[column].isna() & merged[f"{column}_gold"].isna()))]
+        assert wrong.empty, (what, column, wrong[[*keys, column, f"{column}_gold"]].head(10))
+    for column in close:
+        wrong = merged[(merged[column] - merged[f"{column}_gold"]).abs() > 1e-9 * merged[column].abs()]
+        assert wrong.empty, (what, column, wrong[[*keys, column, f"{column}_gold"]].head(10))
+    return len(merged)
+
+
+def gold_candles(table: pd.DataFrame, grain: str) -> pd.DataFrame:
+    if grain == "1d":
+        return table.assign(bucket=pd.to_datetime(table["trading_date"]).dt.date)
+    return table.assign(bucket=pd.to_datetime(table["candle_start"]).dt.tz_localize("UTC"))
+
+
+def assert_gold_equals(tables: dict[str, pd.DataFrame], trades: pd.DataFrame, what: str) -> dict[str, int]:
+    """Every candle of every grain and every KPI row equals the pandas computation over `trades`; {grain: rows}."""
+    compared = {}
+    for grain, name in GRAINS.items():
+        compared[grain] = assert_same(
+            expected_candles(trades, grain), gold_candles(tables[name], grain), ["symbol", "bucket"],
+            ["open", "high", "low", "close", "volume", "trade_count"], ["vwap", "notional"], f"{what} {grain}")
+    kpis = tables["fct_symbol_kpi"].assign(bucket=lambda k: pd.to_datetime(k["trading_date"]).dt.date)
+    expected = expected_kpis(trades).rename(columns={
+        "close": "last_price", "open": "day_open", "high": "day_high", "low": "day_low", "volume": "day_volume",
+        "trade_count": "day_trade_count", "vwap": "day_vwap", "notional": "day_notional"})
+    assert_same(expected, kpis, ["symbol", "bucket"], ["last_price", "previous_close", "day_open", "day_high",
+                                                       "day_low", "day_volume", "day_trade_count"],
+                ["day_vwap", "day_notional"], f"{what} kpi")
+    return compared
+
+
+def silver_trades(lake, spark, step: str) -> pd.DataFrame:
+    table = lake.table(spark, "silver", step).select("event_id", "symbol", "price", "volume", "trade_ts", "date")
+    trades = table.toPandas()
+    assert len(trades) == trades["event_id"].nunique() > 5000
+    return trades
+
+
+def changed_keys(trades: pd.DataFrame) -> dict[str, int]:
+    """How many candles the trades fall in, per grain: what a build must rewrite when exactly they changed."""
+    bucketed = with_buckets(trades)
+    return {GRAINS[grain]: len(bucketed[["symbol", grain]].drop_duplicates()) for grain in GRAINS}
+
+
+def test_every_gold_build_in_operating_order_equals_pandas_and_rewrites_only_what_changed(spark, lake):
+    builds = {build.after: build for build in lake.gold}
+    assert [(b.after, b.indexed["status"]) for b in lake.gold] == [
+        ("first_stream", "indexed"), ("second_stream", "indexed"), ("reconcile", "indexed"),
+        ("reconcile", "up_to_date"), ("reprocess", "indexed")]
+    silver = {step: silver_trades(lake, spark, step) for step in builds}
+    for index, build in enumerate(lake.gold):
+        assert "ERROR=0" in build.stdout and "WARN=0" in build.stdout, build.stdout[-3000:]
+        assert_gold_equals(build.tables, silver[build.after], f"build {index} after {build.after}")
+
+    # The first build had no index to go by (everything); each later one rewrote exactly the candles of the trades
+    # that changed: the stream's new ones (late trades within the watermark included), the reconciled ones (hours
+    # and days old, across midnight UTC), none when nothing changed, then the reprocessed day's.
+    first, streamed, reconciled, again, reprocessed = lake.gold
+    assert first.indexed["full_rebuild"] == "first run: no index yet"
+    assert {name: set(first.tables[name]["silver_version"]) for name in GRAINS.values()} == {
+        name: {first.indexed["silver_version"]} for name in GRAINS.values()}
+    new = silver["second_stream"][~silver["second_stream"]["event_id"].isin(silver["first_stream"]["event_id"])]
+    assert len(new) and streamed.rewritten == changed_keys(new)
+    late = silver["reconcile"][~silver["reconcile"]["event_id"].isin(silver["second_stream"]["event_id"])]
+    assert {r.event_id for run in lake.late_runs for r in run if r.kind == "late"} == set(late["event_id"])
+    assert reconciled.indexed["inserted_rows"] == len(late) and reconciled.rewritten == changed_keys(late)
+    assert again.rewritten == {name: 0 for name in GRAINS.values()}
+    for name in GOLD_TABLES_COMPARED:
+        pd.testing.assert_frame_equal(sort(again.tables[name]), sort(reconciled.tables[name]))
+    day = silver["reprocess"][silver["reprocess"]["date"] == REPROCESSED_DAY]
+    assert reprocessed.indexed["deleted_rows"] == reprocessed.indexed["inserted_rows"] == len(day)
+    assert reprocessed.rewritten == changed_keys(day)
+
+
+def sort(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values(list(table.columns[:3])).reset_index(drop=True)
+
+
+def test_gold_is_fresh_documented_and_holds_what_the_producer_sent(spark, gold_warehouse):
     dbt_env, warehouse = gold_warehouse.env, gold_warehouse.path
-    build = gold_warehouse.build_stdout
-    assert "ERROR=0" in build and "WARN=0" in build, build[-3000:]
     # Silver was just written: fresh. And the docs site builds, with the Gold models in its catalog.
     freshness = dbt(dbt_env, "source", "freshness", "--target", "local")
     assert "PASS freshness of lake.trades" in freshness.stdout, freshness.stdout[-3000:]
@@ -50,13 +160,20 @@ def test_gold_candles_equal_an_independent_pandas_computation(spark, gold_wareho
     catalog = json.loads((gold_warehouse.workdir / "dbt-target" / "catalog.json").read_text())
     assert {"model.stocklake.fct_candles_1m", "model.stocklake.fct_symbol_kpi"} <= set(catalog["nodes"])
 
-    silver = (gold_warehouse.lake.table(spark, "silver", "reconcile")
-              .select("event_id", "symbol", "price", "volume", "trade_ts").toPandas())
-    assert len(silver) == silver["event_id"].nunique() > 5000
-    # Silver holds exactly the distinct valid events the producer sent (the late ones reconciled in).
-    assert set(silver["event_id"]) == set(producer_trades(gold_warehouse.records)["event_id"])
-
-    assert_gold_candles_equal(warehouse, silver)
+    # Silver holds exactly the distinct valid events the producer sent (the late ones reconciled in), and Gold
+    # equals the same computation over the producer's own payloads.
+    trades = producer_trades(gold_warehouse.records)
+    silver = gold_warehouse.lake.table(spark, "silver").select("event_id").toPandas()
+    assert set(silver["event_id"]) == set(trades["event_id"]) and len(silver) == len(trades)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = {name: con.sql(f"select * from {name}").df() for name in GOLD_TABLES_COMPARED}
+    compared = assert_gold_equals(tables, trades, "final build vs the producer's records")
+    # The late events are in Gold: each one's 1-minute candle exists.
+    late = {r.event_id for r in gold_warehouse.records if r.kind == "late"}
+    late_minutes = with_buckets(trades[trades["event_id"].isin(late)])[["symbol", "1m"]].drop_duplicates()
+    assert len(late_minutes) and compared["1m"] == len(tables["fct_candles_1m"])
+    minutes = gold_candles(tables["fct_candles_1m"], "1m")
+    assert set(zip(late_minutes["symbol"], late_minutes["1m"])) <= set(zip(minutes["symbol"], minutes["bucket"]))
 
 
 def producer_trades(records) -> pd.DataFrame:
@@ -70,56 +187,3 @@ def producer_trades(records) -> pd.DataFrame:
             events[record.event_id] = event
     columns = ["event_id", "symbol", "price", "volume", "trade_ts"]
     return pd.DataFrame([[event[column] for column in columns] for event in events.values()], columns=columns)
-
-
-def assert_gold_candles_equal(warehouse, trades: pd.DataFrame) -> dict[str, int]:
-    """Every 1m, 1h and 1d Gold candle equals expected_candles(trades), and there is no other; {grain: candles}."""
-    compared = {}
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        for grain in ("1m", "1h", "1d"):
-            gold = con.sql(f"select * from fct_candles_{grain}").df()
-            expected = expected_candles(trades, grain)
-            key = "trading_date" if grain == "1d" else "candle_start"
-            gold = gold.rename(columns={key: "bucket"})
-            if grain == "1d":
-                gold["bucket"] = pd.to_datetime(gold["bucket"]).dt.date
-            else:
-                gold["bucket"] = pd.to_datetime(gold["bucket"], utc=True)
-            merged = expected.merge(gold, on=["symbol", "bucket"], how="outer", suffixes=("", "_gold"),
-                                    indicator=True)
-            assert (merged["_merge"] == "both").all(), (grain, merged[merged["_merge"] != "both"].head())
-            assert len(merged) == len(expected) == len(gold)
-            for column in ("open", "high", "low", "close", "volume", "trade_count"):
-                assert (merged[column] == merged[f"{column}_gold"]).all(), (grain, column)
-            assert ((merged["vwap"] - merged["vwap_gold"]).abs() <= 1e-9 * merged["vwap"].abs()).all(), grain
-            compared[grain] = len(merged)
-    return compared
-
-
-def test_late_events_behind_the_watermark_are_reconciled_and_gold_equals_the_producers_records(gold_warehouse):
-    """late -> counted by the stream -> reconciled into Silver -> Gold exact, checked against what the producer
-    sent rather than against Silver."""
-    records = gold_warehouse.records
-    late = {r.event_id for r in records if r.kind == "late"}
-    assert late, "the fixture sent no late event"
-    assert any(r.kind == "duplicate" and r.event_id in late for r in records), "no late event re-delivered"
-    assert any(r.kind == "malformed" for r in records) and any(r.kind == "out_of_order" for r in records)
-    # Behind the watermark: after the stream runs exactly the late events were missing from Silver, counted late.
-    accounted = gold_warehouse.lake.accounted
-    assert accounted["late_rows"] == len(late) and accounted["balanced"] is True, accounted
-    # The reconcile job found exactly them, none still pending in the stream, and inserted them all.
-    (reconciled,) = gold_warehouse.lake.reconciled["entities"]
-    assert {k: reconciled[k] for k in ("missing_rows", "pending_rows", "inserted_rows")} == {
-        "missing_rows": len(late), "pending_rows": 0, "inserted_rows": len(late)}, reconciled
-
-    trades = producer_trades(records)
-    assert len(trades) > 5000 and late <= set(trades["event_id"])
-    compared = assert_gold_candles_equal(gold_warehouse.path, trades)
-    # The late events are in Gold: each one's 1-minute candle (Friday 14:31 UTC, before the on-time trades) exists.
-    late_trades = trades[trades["event_id"].isin(late)]
-    late_minutes = set(zip(late_trades["symbol"],
-                           pd.to_datetime(late_trades["trade_ts"], unit="ms", utc=True).dt.floor("1min")))
-    with duckdb.connect(str(gold_warehouse.path), read_only=True) as con:
-        gold_minutes = con.sql("select symbol, candle_start from fct_candles_1m").df()
-    gold_minutes = set(zip(gold_minutes["symbol"], pd.to_datetime(gold_minutes["candle_start"], utc=True)))
-    assert late_minutes and late_minutes <= gold_minutes and len(gold_minutes) == compared["1m"]

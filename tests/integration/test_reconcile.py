@@ -34,7 +34,7 @@ def ids_at(lake, spark, step: str | None = None) -> list[str]:
 
 
 def late_events(lake) -> set[str]:
-    return {r.event_id for r in lake.records[-1] if r.kind == "late"}
+    return {r.event_id for run in lake.late_runs for r in run if r.kind == "late"}
 
 
 def silver_version(spark, lake) -> int:
@@ -46,7 +46,8 @@ def test_reconcile_moves_exactly_the_late_rows_with_their_first_delivery(lake, s
     late = late_events(lake)
     ids_before = ids_at(lake, spark, "second_stream")
     assert late and set(ids_before) == valid - late, "the stream did not drop exactly the late events"
-    assert any(r.kind == "duplicate" and r.event_id in late for r in lake.records[-1]), "no late event re-delivered"
+    assert any(r.kind == "duplicate" and r.event_id in late for run in lake.late_runs for r in run), \
+        "no late event re-delivered"
     before = lake.accounted
     assert before["late_rows"] == len(late) and before["balanced"] is True
 
@@ -71,7 +72,7 @@ def test_reconcile_moves_exactly_the_late_rows_with_their_first_delivery(lake, s
     inserted = silver.where(F.col("event_id").isin(*late))
     lineage = {r["event_id"]: (r["kafka_partition"], r["kafka_offset"])
                for r in inserted.select("event_id", "kafka_partition", "kafka_offset").collect()}
-    late_payloads = {r.value: r.event_id for r in lake.records[-1] if r.kind == "late"}
+    late_payloads = {r.value: r.event_id for run in lake.late_runs for r in run if r.kind == "late"}
     assert lineage == first_deliveries(lake.table(spark, "bronze", "reconcile"), late_payloads)
     newest_old = silver.where(~F.col("event_id").isin(*late)).agg(F.max("ingest_time")).first()[0]
     assert inserted.agg(F.min("ingest_time")).first()[0] > newest_old

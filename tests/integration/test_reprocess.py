@@ -5,7 +5,8 @@ rule (trades above 2,000 shares are refused: `volume:maximum`) in a copy of conf
 and reprocess.py, reading that contract, rebuilds the first day (in the tests' warm SparkSession; the file entry
 point itself is run by test_reprocess_refuses_a_range_with_no_closed_hour). Silver and
 quarantine for that day then hold exactly what the new rule gives, the other day is untouched row for row, a second
-run changes nothing, and Gold rebuilt with --full-refresh matches the new Silver.
+run changes nothing, and Gold, built incrementally from Silver's change index (spark_jobs/silver_changes.py), matches
+the new Silver for day 1 without rewriting a row of day 2.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 
 from spark_jobs.reprocess import main as reprocess
 from tests.integration.code_copy import contract_copy, contract_of, edit_schema
-from tests.integration.conftest import dbt
+from tests.integration.conftest import dbt, index_silver_changes
 from tests.integration.stack import (REPO, environment, expected_records, producer_args, run_producer,
                                      run_stream_in_session)
 
@@ -60,6 +61,7 @@ def test_reprocess_rebuilds_one_day_with_the_new_rule_and_leaves_the_rest(spark,
 
     gold_env = {**env, "DBT_DUCKDB_PATH": str(tmp_path / "gold.duckdb"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
                 "DBT_TARGET_PATH": str(tmp_path / "dbt-target")}
+    index_silver_changes(env)
     dbt(gold_env, "run", "--target", "local", *GOLD_MODELS)
     gold_before = daily_candles(tmp_path / "gold.duckdb")
     day_2_silver, day_2_quarantine = rows_by_day(spark, silver_path, DAY_2), rows_by_day(spark, quarantine_path, DAY_2)
@@ -107,9 +109,18 @@ def test_reprocess_rebuilds_one_day_with_the_new_rule_and_leaves_the_rest(spark,
     assert second["silver_rows_before"] == second["silver_rows_after"] == len(kept)
     assert second["quarantine"] == {"inserted": 0, "deleted": 0, "updated": rejudged + len(refused)}
 
-    # Gold, rebuilt in full (incremental models only look back a few days), follows the new Silver for day 1.
-    dbt(gold_env, "run", "--target", "local", "--full-refresh", *GOLD_MODELS)
+    # Gold, built incrementally from what the replacement changed (its deletes and inserts in Silver's change data
+    # feed), follows the new Silver for day 1 and rewrites no candle of day 2.
+    indexed = index_silver_changes(env)
+    # Two replacements since the last index run: day 1's rows by the kept ones, then the kept ones by themselves.
+    assert (indexed["full_rebuild"], indexed["deleted_rows"], indexed["inserted_rows"]) == (
+        None, len(day_1_valid) + len(kept), 2 * len(kept)), indexed
+    dbt(gold_env, "run", "--target", "local", *GOLD_MODELS)
     gold_after = daily_candles(tmp_path / "gold.duckdb")
+    with duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True) as con:
+        rewritten = con.sql("select distinct cast(trading_date as varchar) from fct_candles_1d "
+                            f"where silver_version = {indexed['silver_version']}").fetchall()
+    assert rewritten == [(DAY_1,)]
     expected_day_1 = Counter()
     for event_id in kept:
         expected_day_1[day_1_valid[event_id]["symbol"], "volume"] += day_1_valid[event_id]["volume"]

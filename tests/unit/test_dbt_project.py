@@ -19,7 +19,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
+
+from spark_jobs.silver_changes import index_changes
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ROOT / "dbt_project"
@@ -80,9 +82,13 @@ def _fixture_trades() -> list[dict]:
     return rows
 
 
-def _write_silver(silver: Path, rows: list[dict], mode: str) -> None:
+def _write_silver(silver: Path, rows: list[dict], mode: str) -> dict:
+    """Write fixture Silver trades (with the change data feed on, as the stream creates Silver), then index the
+    change as the Gold DAG does before dbt (spark_jobs/silver_changes.py); returns the index run's result."""
     table = pa.Table.from_pylist(rows, schema=SILVER_TRADES_SCHEMA)
-    write_deltalake(str(silver / "trades"), table, mode=mode, partition_by=["date", "hour"])
+    write_deltalake(str(silver / "trades"), table, mode=mode, partition_by=["date", "hour"],
+                    configuration={"delta.enableChangeDataFeed": "true"})
+    return index_changes(str(silver / "trades"))
 
 
 def _dbt(*args: str, tmp: Path, target: str = "local", extra_env: dict | None = None,
@@ -226,7 +232,7 @@ def test_a_bi_role_that_is_not_an_identifier_stops_the_run(tmp_path):
     assert "SNOWFLAKE_BI_ROLE: 'bi; drop table x' is not an unquoted Snowflake identifier" in result.stdout
 
 
-def test_build_on_a_local_silver_then_merge_a_late_trade(tmp_path):
+def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_path):
     silver = tmp_path / "silver"
     _write_silver(silver, _fixture_trades(), mode="overwrite")
     vars_arg = json.dumps({"silver_root": str(silver)})
@@ -240,7 +246,7 @@ def test_build_on_a_local_silver_then_merge_a_late_trade(tmp_path):
     assert len(relationships) == 3 + 2 * len(FACTS) and {r["status"] for r in relationships} == {"pass"}
     # The unit tests on their own, in a new process, as `dbt test --select test_type:unit` runs them.
     unit = _dbt("test", "--select", "test_type:unit", "--vars", vars_arg, tmp=tmp_path)
-    assert "11 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
+    assert "13 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
 
     con = duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True)
     try:
@@ -264,24 +270,63 @@ def test_build_on_a_local_silver_then_merge_a_late_trade(tmp_path):
     finally:
         con.close()
 
-    # A late trade reaches Silver for Monday 15:10 (earlier in the minute than any trade there, higher than all):
-    # the incremental run must merge it into the existing candles, not add a row.
-    late_at = SESSIONS[1] + timedelta(minutes=10)
-    _write_silver(silver, [_trade("AAPL-late", "AAPL", 999.0, 5.0, late_at, 10_000)], mode="append")
-    _dbt("run", "--select", "fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "--vars", vars_arg, tmp=tmp_path)
-    con = duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True)
-    try:
+    # Gold rebuilds exactly what changed in Silver, at every grain, however old: a late trade for Friday 15:10
+    # (days before Monday's newest candle; earlier in its minute than any trade there, higher than all) is merged
+    # into Friday's minute, hour and day candles, and no other row is rewritten.
+    late_at = SESSIONS[0] + timedelta(minutes=10)
+    indexed = _write_silver(silver, [_trade("AAPL-late", "AAPL", 999.0, 5.0, late_at, 10_000)], mode="append")
+    assert (indexed["status"], indexed["buckets"], indexed["inserted_rows"]) == ("indexed", 1, 1), indexed
+    rewritten = _build_candles(tmp_path, vars_arg)
+    assert rewritten == {"1m": 1, "1h": 1, "1d": 1}
+    with duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True) as con:
         assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(CANDLES_1M,)]
-        # Rebuilt candles (the whole look-back) keep their keys: a key depends on the natural key only.
+        # Rebuilt candles keep their keys: a key depends on the natural key only.
         assert _candle_keys(con) == keys_before
         minute = con.sql("select open, high, trade_count, volume from fct_candles_1m "
-                         "where symbol = 'AAPL' and candle_start = timestamp '2026-11-23 15:10:00'").fetchall()
+                         "where symbol = 'AAPL' and candle_start = timestamp '2026-11-20 15:10:00'").fetchall()
         assert minute == [(999.0, 999.0, 3, 45.0)]
         day = con.sql("select high, trade_count from fct_candles_1d "
-                      "where symbol = 'AAPL' and trading_date = date '2026-11-23'").fetchall()
+                      "where symbol = 'AAPL' and trading_date = date '2026-11-20'").fetchall()
         assert day == [(999.0, 2 * MINUTES + 1)]
-    finally:
-        con.close()
+        candles = _all_candles(con)
+
+    # Compaction rewrites files and changes no row: nothing is indexed and nothing rebuilt.
+    DeltaTable(str(silver / "trades")).optimize.compact()
+    assert index_changes(str(silver / "trades"))["status"] == "no_row_changes"
+    assert _build_candles(tmp_path, vars_arg) == {"1m": 0, "1h": 0, "1d": 0}
+    with duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True) as con:
+        assert _all_candles(con) == candles
+
+    # Rows leaving Silver (as a reprocess that now rejects them would): Monday's MSFT 15:20 minute loses both its
+    # trades, so its candle goes, and its hour and day lose two trades.
+    table = DeltaTable(str(silver / "trades"))
+    table.delete("symbol = 'MSFT' and event_id in ('MSFT-1-20-a', 'MSFT-1-20-b')")
+    indexed = index_changes(str(silver / "trades"))
+    assert (indexed["buckets"], indexed["deleted_rows"]) == (1, 2), indexed
+    assert _build_candles(tmp_path, vars_arg) == {"1m": 0, "1h": 1, "1d": 1}
+    with duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True) as con:
+        assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(CANDLES_1M - 1,)]
+        counts = con.sql("select (select trade_count from fct_candles_1h where symbol = 'MSFT' "
+                         "and candle_start = timestamp '2026-11-23 15:00:00'), (select trade_count from "
+                         "fct_candles_1d where symbol = 'MSFT' and trading_date = date '2026-11-23')").fetchall()
+        assert counts == [(2 * MINUTES - 2, 2 * MINUTES - 2)]
+
+
+def _build_candles(tmp: Path, vars_arg: str) -> dict[str, int]:
+    """dbt run of the candle models; {grain: rows the build wrote}, counted as the rows stamped with a silver_version
+    above every one the table held before."""
+    with duckdb.connect(str(tmp / "gold.duckdb"), read_only=True) as con:
+        before = {grain: con.sql(f"select max(silver_version) from fct_candles_{grain}").fetchall()[0][0]
+                  for grain in ("1m", "1h", "1d")}
+    _dbt("run", "--select", "fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "--vars", vars_arg, tmp=tmp)
+    with duckdb.connect(str(tmp / "gold.duckdb"), read_only=True) as con:
+        return {grain: con.sql(f"select count(*) from fct_candles_{grain} where silver_version > {version}")
+                .fetchall()[0][0] for grain, version in before.items()}
+
+
+def _all_candles(con) -> dict[str, list[tuple]]:
+    return {grain: con.sql(f"select * from fct_candles_{grain} order by all").fetchall()
+            for grain in ("1m", "1h", "1d")}
 
 
 def _candle_keys(con) -> dict[tuple, str]:

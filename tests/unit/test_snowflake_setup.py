@@ -42,6 +42,7 @@ CONNECTION_ENV = {
 # What fakesnow cannot parse; the fakesnow run treats these as no-ops (see the module docstring).
 FAKESNOW_UNSUPPORTED = {
     "create_storage_integration": r"CREATE STORAGE INTEGRATION ",
+    "create_external_table_silver_trades_changes": r"CREATE EXTERNAL TABLE ",
     "create_external_table_silver_trades": r"CREATE EXTERNAL TABLE ",
     "create_external_table_silver_quotes": r"CREATE EXTERNAL TABLE ",
     "create_reader_role": r"CREATE ROLE ",
@@ -49,9 +50,11 @@ FAKESNOW_UNSUPPORTED = {
     "grant_database_usage": r"GRANT ",
     "grant_silver_schema_usage": r"GRANT ",
     "grant_stage_usage": r"GRANT ",
+    "grant_select_silver_trades_changes": r"GRANT ",
     "grant_select_silver_trades": r"GRANT ",
     "grant_select_silver_quotes": r"GRANT ",
     "grant_gold_schema": r"GRANT ",
+    "refresh_silver_trades_changes": r"ALTER EXTERNAL TABLE ",
     "refresh_silver_trades": r"ALTER EXTERNAL TABLE ",
     "refresh_silver_quotes": r"ALTER EXTERNAL TABLE ",
 }
@@ -96,6 +99,13 @@ EXPECTED = {
         'CREATE STAGE IF NOT EXISTS "STOCKLAKE"."SILVER"."STOCKLAKE_LAKE"\n'
         "  URL = 's3://lakehouse/'\n"
         '  STORAGE_INTEGRATION = "STOCKLAKE_S3"'),
+    "create_external_table_silver_trades_changes": (
+        'CREATE EXTERNAL TABLE IF NOT EXISTS "STOCKLAKE"."SILVER"."TRADES_CHANGES"\n'
+        '  LOCATION = @"STOCKLAKE"."SILVER"."STOCKLAKE_LAKE"/silver/trades_changes/\n'
+        "  REFRESH_ON_CREATE = FALSE\n"
+        "  AUTO_REFRESH = FALSE\n"
+        "  FILE_FORMAT = (TYPE = PARQUET)\n"
+        "  TABLE_FORMAT = DELTA"),
     "create_external_table_silver_trades": (
         'CREATE EXTERNAL TABLE IF NOT EXISTS "STOCKLAKE"."SILVER"."TRADES"\n'
         '  LOCATION = @"STOCKLAKE"."SILVER"."STOCKLAKE_LAKE"/silver/trades/\n'
@@ -115,12 +125,15 @@ EXPECTED = {
     "grant_database_usage": 'GRANT USAGE ON DATABASE "STOCKLAKE" TO ROLE "STOCKLAKE_READER"',
     "grant_silver_schema_usage": 'GRANT USAGE ON SCHEMA "STOCKLAKE"."SILVER" TO ROLE "STOCKLAKE_READER"',
     "grant_stage_usage": 'GRANT USAGE ON STAGE "STOCKLAKE"."SILVER"."STOCKLAKE_LAKE" TO ROLE "STOCKLAKE_READER"',
+    "grant_select_silver_trades_changes":
+        'GRANT SELECT ON EXTERNAL TABLE "STOCKLAKE"."SILVER"."TRADES_CHANGES" TO ROLE "STOCKLAKE_READER"',
     "grant_select_silver_trades":
         'GRANT SELECT ON EXTERNAL TABLE "STOCKLAKE"."SILVER"."TRADES" TO ROLE "STOCKLAKE_READER"',
     "grant_select_silver_quotes":
         'GRANT SELECT ON EXTERNAL TABLE "STOCKLAKE"."SILVER"."QUOTES" TO ROLE "STOCKLAKE_READER"',
     "grant_gold_schema":
         'GRANT USAGE, CREATE TABLE, CREATE VIEW ON SCHEMA "STOCKLAKE"."GOLD" TO ROLE "STOCKLAKE_READER"',
+    "refresh_silver_trades_changes": 'ALTER EXTERNAL TABLE "STOCKLAKE"."SILVER"."TRADES_CHANGES" REFRESH',
     "refresh_silver_trades": 'ALTER EXTERNAL TABLE "STOCKLAKE"."SILVER"."TRADES" REFRESH',
     "refresh_silver_quotes": 'ALTER EXTERNAL TABLE "STOCKLAKE"."SILVER"."QUOTES" REFRESH',
 }
@@ -167,7 +180,8 @@ def test_the_role_gets_nothing_on_silver_beyond_usage_and_select():
 
 
 def test_refresh_statements_are_the_alter_external_table_refreshes():
-    assert sf.refresh_statements(config()) == [EXPECTED["refresh_silver_trades"], EXPECTED["refresh_silver_quotes"]]
+    assert sf.refresh_statements(config()) == [EXPECTED["refresh_silver_trades_changes"],
+                                               EXPECTED["refresh_silver_trades"], EXPECTED["refresh_silver_quotes"]]
 
 
 def test_script_is_runnable_text_with_names_as_comments():
@@ -249,7 +263,7 @@ def test_role_arn_is_required_to_render_the_setup_but_not_the_refresh():
     cfg = sf.load_config({"SNOWFLAKE_WAREHOUSE": "wh"})
     with pytest.raises(sf.ConfigError, match="^SNOWFLAKE_STORAGE_AWS_ROLE_ARN: required"):
         sf.render_all(cfg)
-    assert len(sf.refresh_statements(cfg)) == 2
+    assert len(sf.refresh_statements(cfg)) == len(sf.SILVER_TABLES) == 3
 
 
 @pytest.mark.parametrize("value", [
@@ -431,9 +445,11 @@ class RecordingConnection:
 def test_refresh_sends_exactly_the_refresh_statements():
     connection = RecordingConnection()
     done = sf.refresh(connection, config())
-    assert connection.executed == [EXPECTED["refresh_silver_trades"], EXPECTED["refresh_silver_quotes"]]
-    assert [(item.name, item.query_id) for item in done] == [("refresh_silver_trades", "q1"),
-                                                            ("refresh_silver_quotes", "q2")]
+    assert connection.executed == [EXPECTED["refresh_silver_trades_changes"], EXPECTED["refresh_silver_trades"],
+                                   EXPECTED["refresh_silver_quotes"]]
+    assert [(item.name, item.query_id) for item in done] == [("refresh_silver_trades_changes", "q1"),
+                                                            ("refresh_silver_trades", "q2"),
+                                                            ("refresh_silver_quotes", "q3")]
 
 
 def test_apply_runs_everything_in_order_and_logs_names_not_secrets(caplog):
@@ -526,4 +542,4 @@ def test_cli_refresh_against_fakesnow_reports_the_unsupported_statement(monkeypa
     with fakesnow.patch():
         code, _, err = run_main(capsys, "refresh")
     assert code == 1
-    assert err.strip().splitlines()[-1].startswith("snowflake_setup: refresh_silver_trades failed: 001003 (42000):")
+    assert err.strip().splitlines()[-1].startswith("snowflake_setup: refresh_silver_trades_changes failed: 001003 (42000):")

@@ -75,6 +75,32 @@ def python_job(task_id: str, module: str, args: str = "", *, timeout: timedelta,
                        **kwargs)
 
 
+def index_silver_changes() -> BashOperator:
+    """spark_jobs/silver_changes.py: what changed in Silver since the last index run, for Gold's incremental
+    candles. Runs before every Gold build (and before the Snowflake refresh, which must register the index first)."""
+    return python_job("index_silver_changes", "spark_jobs.silver_changes", timeout=timedelta(minutes=20))
+
+
+def refresh_warehouse_silver() -> BashOperator:
+    """On Snowflake, refresh the external tables over Silver and its change index (scripts/snowflake_setup.py
+    refresh), which see new Delta commits only once refreshed; a logged no-op on the local target."""
+    return job_command(
+        "refresh_warehouse_silver",
+        f"if [ \"{setting('warehouse.target')}\" = snowflake ]; then "
+        f"{shlex.quote(JOB_PYTHON)} scripts/snowflake_setup.py refresh; "
+        "else echo 'warehouse.target is local: nothing to refresh'; fi",
+        timeout=timedelta(minutes=20))
+
+
+def dbt_build(task_id: str, *, timeout: timedelta, **kwargs) -> BashOperator:
+    """dbt build of the Gold project on the warehouse.target (incremental: each build rebuilds what changed)."""
+    return job_command(
+        task_id,
+        "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; mkdir -p .lake/warehouse; "
+        f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting('warehouse.target')}",
+        timeout=timeout, **kwargs)
+
+
 def warehouse_target() -> str:
     """warehouse.target from the pipeline's settings (local or snowflake), read through the job environment."""
     import subprocess

@@ -1,13 +1,49 @@
--- 1 hour OHLCV candles per symbol, bucketed by UTC instant. Incremental: each run rebuilds the buckets that start
--- within var candles_lookback_minutes of the newest one built, and delete+insert replaces them on
--- (symbol, candle_start), so late rows that reached Silver are merged into their candle.
+-- 1 hour OHLCV candles per symbol, bucketed by UTC instant. Incremental by what changed in Silver: a build
+-- rebuilds, whole, exactly the hours whose trades Silver added or removed since the version the table was built
+-- through (int_trades__changed_buckets), whatever wrote them (the stream, reconcile, reprocess) and however old;
+-- a pre-hook deletes those hours first, so one whose trades all left Silver leaves Gold too.
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['symbol', 'candle_start'],
-        on_schema_change='fail'
+        on_schema_change='fail',
+        pre_hook="{{ delete_changed_candles('hour_start_utc', 'candle_start') }}"
     )
 }}
 
-{{ utc_candles('hour_start_utc', 'hour', 'candle_1h') }}
+with
+
+trades as (
+
+    select * from {{ ref('int_trades__bucketed') }}
+
+),
+
+changes as (
+
+    select * from {{ ref('int_trades__changed_buckets') }}
+
+),
+
+{{ changed_bucket_trades('trades', 'changes', 'hour_start_utc') }},
+
+{{ ohlcv_candles('rebuilt_trades', ['hour_start_utc', 'trading_date']) }},
+
+final as (
+
+    select
+        {{ surrogate_key('candle_1h', ['symbol', key_text('hour_start_utc', 'timestamp')]) }} as candle_key,
+        symbol,
+        hour_start_utc as candle_start,
+        {{ dbt.dateadd('hour', 1, 'hour_start_utc') }} as candle_end,
+        trading_date,
+        {{ date_key('trading_date') }} as date_key,
+        {{ candle_measures() }},
+        {{ current_silver_version('changes') }} as silver_version
+
+    from candles
+
+)
+
+select * from final

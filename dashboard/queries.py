@@ -224,9 +224,12 @@ def symbols(reader: Reader) -> pd.DataFrame:
 
 def candles(reader: Reader, symbol: str, interval: str, limit: int) -> pd.DataFrame:
     """The latest `limit` candles of one symbol at 1m, 1h or 1d, oldest first. period_start is a timestamp (naive
-    UTC for 1m / 1h, midnight of the New York trading date for 1d); session_vwap is the VWAP of the trading date
+    UTC for 1m / 1h, midnight of the New York trading date for 1d); session is the candle's (pre, regular, post,
+    closed or continuous; 1d bars are the regular session); session_vwap is the VWAP of the trading date
     up to and including the candle (over all its candles, also those before the first one returned)."""
     table, start = CANDLE_TABLES[check_interval(interval)]
+    # The daily bar is the regular session (fct_candles_1d); intraday candles carry theirs (pre, post: shaded).
+    session_column = "'regular'" if interval == "1d" else "session"
     # Window functions run before the LIMIT, so the running sums cover the whole session. (Snowflake has no
     # named WINDOW clause: the window is spelled out twice.)
     session = f"over (partition by trading_date order by {start} rows between unbounded preceding and current row)"
@@ -234,7 +237,8 @@ def candles(reader: Reader, symbol: str, interval: str, limit: int) -> pd.DataFr
     # int; the symbol is a bound parameter.
     return reader.frame(f"""
         select * from (
-            select {start} as period_start, trading_date, open, high, low, close, volume, vwap, trade_count,
+            select {start} as period_start, trading_date, {session_column} as session, open, high, low, close,
+                   volume, vwap, trade_count,
                    sum(notional) {session} / nullif(sum(volume) {session}, 0) as session_vwap
             from {table}
             where symbol = ?

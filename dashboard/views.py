@@ -13,6 +13,8 @@ from dashboard.queries import SymbolDetail
 
 NOT_AVAILABLE = "n/a"
 UP, DOWN = "#26a69a", "#ef5350"
+# Background of pre-market and after-hours candles.
+EXTENDED_SHADE = "#7e57c2"
 INTERVAL_LABELS = {"1m": "1 minute", "1h": "1 hour", "1d": "1 day"}
 
 
@@ -90,6 +92,23 @@ def session_gaps(starts: pd.Series, interval: str) -> list[dict[str, Any]]:
             if current - previous > GAP_CUT_AFTER[interval]]
 
 
+EXTENDED_SESSIONS = ("pre", "post")
+
+
+def extended_hours(candles: pd.DataFrame, interval: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """(start, end) of each run of consecutive pre-market or after-hours candles: the spans the chart shades."""
+    spans: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    step = CANDLE_STEP[interval]
+    for start, session in zip(pd.to_datetime(candles["period_start"]), candles["session"]):
+        if session not in EXTENDED_SESSIONS:
+            continue
+        if spans and spans[-1][1] >= start:  # continues the previous run (or an hour's other session row)
+            spans[-1] = (spans[-1][0], max(spans[-1][1], start + step))
+        else:
+            spans.append((start, start + step))
+    return spans
+
+
 def candles_figure(detail: SymbolDetail, show_moving_averages: bool) -> go.Figure:
     """Candlestick with VWAP (and, for 1-minute candles, the moving averages) over volume bars."""
     candles = detail.candles
@@ -120,6 +139,10 @@ def candles_figure(detail: SymbolDetail, show_moving_averages: bool) -> go.Figur
         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
         # Keeps the user's zoom across auto-refreshes of the same chart.
         uirevision=f"{detail.symbol}-{detail.interval}")
+    # Pre-market and after-hours shaded, so extended-hours prints never pass for the regular session.
+    for start, end in extended_hours(candles, detail.interval):
+        figure.add_vrect(x0=start, x1=end, fillcolor=EXTENDED_SHADE, opacity=0.12, line_width=0, layer="below",
+                         row="all", col=1)
     figure.update_xaxes(rangebreaks=session_gaps(x, detail.interval))
     figure.update_yaxes(title_text="price", row=1, col=1)
     figure.update_yaxes(title_text="volume", row=2, col=1)

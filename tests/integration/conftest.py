@@ -53,7 +53,7 @@ LATE_RUNS = (("2026-11-27T18:11:00", 7_200), ("2026-11-27T18:12:00", 162_720), (
 REDELIVERED = 100
 REPROCESSED_DAY = "2026-11-25"
 LAYERS = ("bronze", "silver", "quarantine")
-GOLD_TABLES = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_symbol_kpi")
+GOLD_TABLES = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d", "fct_symbol_kpi")
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def build_gold(env: dict[str, str], after: str, command: str) -> GoldBuild:
     tables = gold_tables(warehouse)
     rewritten = {name: int((table["silver_version"] > before[name]["silver_version"].max()).sum()
                            if name in before else len(table))
-                 for name, table in tables.items() if name.startswith("fct_candles")}
+                 for name, table in tables.items() if "silver_version" in table}
     return GoldBuild(after, indexed, tables, rewritten, result.stdout)
 
 

@@ -1,9 +1,11 @@
 """Gold end to end, in the order the pipeline runs: simulator -> Kafka -> the stream -> Silver -> Gold, then late
 trades (hours and days old, one across midnight UTC) -> the stream -> Gold -> reconcile -> Gold -> Gold again with
 nothing new -> reprocess of a day -> Gold (conftest.lake; each build is spark_jobs/silver_changes.py, then `dbt`
-on the local target, DuckDB reading the Silver Delta tables on MinIO). After every build, every 1m, 1h and 1d candle
-and every KPI row equals an independent pandas computation over the distinct Silver trades of that moment (OHLC and
-counts exact, sums and VWAP to 1e-9 relative), and the build rewrote exactly the candles whose trades changed."""
+on the local target, DuckDB reading the Silver Delta tables on MinIO). After every build, every 1m, 1h, 1d and
+session candle and every KPI row equals an independent pandas computation over the distinct Silver trades of that
+moment (OHLC and counts exact, sums and VWAP to 1e-9 relative; sessions from the exchange calendar: the daily bar
+is the regular session, the half day closes at 13:00 New York, extended hours have their own rows), and the build
+rewrote exactly the candles whose trades changed."""
 from __future__ import annotations
 
 import csv
@@ -20,47 +22,67 @@ from tests.integration.stack import REPO
 pytestmark = pytest.mark.integration
 
 EXCHANGE_TZ = "America/New_York"
-GRAINS = {"1m": "fct_candles_1m", "1h": "fct_candles_1h", "1d": "fct_candles_1d"}
-GOLD_TABLES_COMPARED = (*GRAINS.values(), "fct_symbol_kpi")
+# Gold table -> (its bucket: a column of with_buckets, the sessions it keeps (None: all), whether session is a key).
+CANDLES = {"fct_candles_1m": ("1m", None, True), "fct_candles_1h": ("1h", None, True),
+           "fct_candles_1d": ("1d", {"regular"}, False), "fct_session_candles_1d": ("1d", None, True)}
+GOLD_TABLES_COMPARED = (*CANDLES, "fct_symbol_kpi")
+
+
+def exchange_sessions() -> dict:
+    """XNYS regular sessions (dbt_project/seeds/exchange_sessions.csv): trading date -> (open, close), UTC."""
+    with (REPO / "dbt_project" / "seeds" / "exchange_sessions.csv").open() as seed:
+        return {pd.Timestamp(row["session_date"]).date(): (pd.Timestamp(row["open_utc"], tz="UTC"),
+                                                          pd.Timestamp(row["close_utc"], tz="UTC"))
+                for row in csv.DictReader(seed) if row["exchange"] == "XNYS"}
+
+
+SESSIONS = exchange_sessions()
+
+
+def session_of(time_utc: pd.Timestamp, trading_date) -> str:
+    if trading_date not in SESSIONS:
+        return "closed"
+    open_utc, close_utc = SESSIONS[trading_date]
+    return "pre" if time_utc < open_utc else "regular" if time_utc < close_utc else "post"
 
 
 def with_buckets(trades: pd.DataFrame) -> pd.DataFrame:
-    """Each trade's bucket at every grain: the UTC minute and hour, and the trading date in New York."""
+    """Each trade's bucket at every grain (the UTC minute and hour; the trading date in New York: every symbol here
+    is exchange-listed) and its session on that date."""
     utc = pd.to_datetime(trades["trade_ts"], unit="ms", utc=True)
-    return trades.assign(**{"1m": utc.dt.floor("1min"), "1h": utc.dt.floor("1h"),
-                            "1d": utc.dt.tz_convert(EXCHANGE_TZ).dt.date})
+    day = utc.dt.tz_convert(EXCHANGE_TZ).dt.date
+    return trades.assign(**{"1m": utc.dt.floor("1min"), "1h": utc.dt.floor("1h"), "1d": day},
+                         session=[session_of(t, d) for t, d in zip(utc, day)])
 
 
-def expected_candles(silver: pd.DataFrame, grain: str) -> pd.DataFrame:
-    """OHLCV, VWAP and trade count per symbol and bucket, computed independently of the SQL.
+def expected_candles(silver: pd.DataFrame, table: str) -> pd.DataFrame:
+    """OHLCV, VWAP and trade count of a Gold candle table, computed independently of the SQL.
 
     Open and close are the first and last trade by (trade_ts, event_id): event time with a deterministic
-    tie-break, never arrival order. 1m and 1h buckets are UTC instants; 1d is the exchange's trading date.
+    tie-break, never arrival order. 1m and 1h buckets are UTC instants, split by session; the daily bar is the
+    regular session of the trading date; the session table has a row per session.
     """
+    grain, sessions, _ = CANDLES[table]
     trades = with_buckets(silver.sort_values(["symbol", "trade_ts", "event_id"]))
+    if sessions is not None:
+        trades = trades[trades["session"].isin(sessions)]
     trades = trades.assign(bucket=trades[grain], notional=trades["price"] * trades["volume"])
-    grouped = trades.groupby(["symbol", "bucket"], sort=True)
+    grouped = trades.groupby(["symbol", "bucket", "session"], sort=True)
     candles = grouped.agg(open=("price", "first"), high=("price", "max"), low=("price", "min"),
                           close=("price", "last"), volume=("volume", "sum"), notional=("notional", "sum"),
-                          trade_count=("price", "size"), last_trade_ts=("trade_ts", "max")).reset_index()
+                          trade_count=("price", "size")).reset_index()
     candles["vwap"] = candles["notional"] / candles["volume"]
     return candles
 
 
-def trading_days() -> list:
-    """The exchange's sessions (dbt_project/seeds/exchange_sessions.csv), in order."""
-    with (REPO / "dbt_project" / "seeds" / "exchange_sessions.csv").open() as seed:
-        return sorted(pd.Timestamp(row["session_date"]).date() for row in csv.DictReader(seed))
-
-
 def expected_kpis(silver: pd.DataFrame) -> pd.DataFrame:
-    """Per symbol, its latest trading date's candle and the previous trading day's close (null when that day has
-    no candle: a gap is not a previous close)."""
-    daily = expected_candles(silver, "1d")
-    sessions = trading_days()
+    """Per symbol, its latest daily (regular-session) bar and the previous trading day's regular close (null when
+    that day has no bar: a gap is not a previous close)."""
+    daily = expected_candles(silver, "fct_candles_1d")
+    days = sorted(SESSIONS)
     latest = daily.sort_values("bucket").groupby("symbol").tail(1).set_index("symbol")
     closes = daily.set_index(["symbol", "bucket"])["close"]
-    previous = {symbol: sessions[sessions.index(day) - 1] for symbol, day in latest["bucket"].items()}
+    previous = {symbol: days[days.index(day) - 1] for symbol, day in latest["bucket"].items()}
     latest["previous_close"] = [closes.get((symbol, day)) for symbol, day in previous.items()]
     return latest.reset_index()
 
@@ -81,19 +103,24 @@ def assert_same(expected: pd.DataFrame, gold: pd.DataFrame, keys: list[str], exa
     return len(merged)
 
 
-def gold_candles(table: pd.DataFrame, grain: str) -> pd.DataFrame:
-    if grain == "1d":
+def gold_candles(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    if CANDLES[name][0] == "1d":
         return table.assign(bucket=pd.to_datetime(table["trading_date"]).dt.date)
     return table.assign(bucket=pd.to_datetime(table["candle_start"]).dt.tz_localize("UTC"))
 
 
 def assert_gold_equals(tables: dict[str, pd.DataFrame], trades: pd.DataFrame, what: str) -> dict[str, int]:
-    """Every candle of every grain and every KPI row equals the pandas computation over `trades`; {grain: rows}."""
+    """Every candle of every table and every KPI row equals the pandas computation over `trades`; {table: rows}.
+    The intraday candles' session is checked too (a key of 1h; a function of the minute for 1m)."""
     compared = {}
-    for grain, name in GRAINS.items():
-        compared[grain] = assert_same(
-            expected_candles(trades, grain), gold_candles(tables[name], grain), ["symbol", "bucket"],
-            ["open", "high", "low", "close", "volume", "trade_count"], ["vwap", "notional"], f"{what} {grain}")
+    for name, (_, _, session_key) in CANDLES.items():
+        expected = expected_candles(trades, name)
+        gold = gold_candles(tables[name], name)
+        if not session_key:
+            expected, gold = expected.drop(columns="session"), gold.drop(columns="market_calendar")
+        compared[name] = assert_same(
+            expected, gold, ["symbol", "bucket", *(["session"] if session_key else [])],
+            ["open", "high", "low", "close", "volume", "trade_count"], ["vwap", "notional"], f"{what} {name}")
     kpis = tables["fct_symbol_kpi"].assign(bucket=lambda k: pd.to_datetime(k["trading_date"]).dt.date)
     expected = expected_kpis(trades).rename(columns={
         "close": "last_price", "open": "day_open", "high": "day_high", "low": "day_low", "volume": "day_volume",
@@ -111,10 +138,16 @@ def silver_trades(lake, spark, step: str) -> pd.DataFrame:
     return trades
 
 
-def changed_keys(trades: pd.DataFrame) -> dict[str, int]:
-    """How many candles the trades fall in, per grain: what a build must rewrite when exactly they changed."""
-    bucketed = with_buckets(trades)
-    return {GRAINS[grain]: len(bucketed[["symbol", grain]].drop_duplicates()) for grain in GRAINS}
+def rewritten_rows(trades: pd.DataFrame, changed: pd.DataFrame) -> dict[str, int]:
+    """The candle rows a build must write when exactly the trades `changed` changed: every row of the tables
+    computed from `trades` (Silver after the change) whose (symbol, bucket) a changed trade falls in."""
+    changed = with_buckets(changed)
+    rows = {}
+    for name, (grain, _, _) in CANDLES.items():
+        keys = set(zip(changed["symbol"], changed[grain]))
+        expected = expected_candles(trades, name)
+        rows[name] = sum(key in keys for key in zip(expected["symbol"], expected["bucket"]))
+    return rows
 
 
 def test_every_gold_build_in_operating_order_equals_pandas_and_rewrites_only_what_changed(spark, lake):
@@ -132,19 +165,20 @@ def test_every_gold_build_in_operating_order_equals_pandas_and_rewrites_only_wha
     # and days old, across midnight UTC), none when nothing changed, then the reprocessed day's.
     first, streamed, reconciled, again, reprocessed = lake.gold
     assert first.indexed["full_rebuild"] == "first run: no index yet"
-    assert {name: set(first.tables[name]["silver_version"]) for name in GRAINS.values()} == {
-        name: {first.indexed["silver_version"]} for name in GRAINS.values()}
+    assert {name: set(first.tables[name]["silver_version"]) for name in CANDLES} == {
+        name: {first.indexed["silver_version"]} for name in CANDLES}
     new = silver["second_stream"][~silver["second_stream"]["event_id"].isin(silver["first_stream"]["event_id"])]
-    assert len(new) and streamed.rewritten == changed_keys(new)
+    assert len(new) and streamed.rewritten == rewritten_rows(silver["second_stream"], new)
     late = silver["reconcile"][~silver["reconcile"]["event_id"].isin(silver["second_stream"]["event_id"])]
     assert {r.event_id for run in lake.late_runs for r in run if r.kind == "late"} == set(late["event_id"])
-    assert reconciled.indexed["inserted_rows"] == len(late) and reconciled.rewritten == changed_keys(late)
-    assert again.rewritten == {name: 0 for name in GRAINS.values()}
+    assert reconciled.indexed["inserted_rows"] == len(late)
+    assert reconciled.rewritten == rewritten_rows(silver["reconcile"], late)
+    assert again.rewritten == {name: 0 for name in CANDLES}
     for name in GOLD_TABLES_COMPARED:
         pd.testing.assert_frame_equal(sort(again.tables[name]), sort(reconciled.tables[name]))
     day = silver["reprocess"][silver["reprocess"]["date"] == REPROCESSED_DAY]
     assert reprocessed.indexed["deleted_rows"] == reprocessed.indexed["inserted_rows"] == len(day)
-    assert reprocessed.rewritten == changed_keys(day)
+    assert reprocessed.rewritten == rewritten_rows(silver["reprocess"], day)
 
 
 def sort(table: pd.DataFrame) -> pd.DataFrame:
@@ -168,11 +202,16 @@ def test_gold_is_fresh_documented_and_holds_what_the_producer_sent(spark, gold_w
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = {name: con.sql(f"select * from {name}").df() for name in GOLD_TABLES_COMPARED}
     compared = assert_gold_equals(tables, trades, "final build vs the producer's records")
+    # The days hold every session: Wednesday's close and after-hours, Friday's half-day session and its after-hours
+    # from 13:00 New York; the late trades of Thursday 00:30 UTC are Wednesday's after-hours.
+    sessions = tables["fct_session_candles_1d"]
+    assert set(zip(sessions["trading_date"].astype(str), sessions["session"])) == {
+        ("2026-11-25", "regular"), ("2026-11-25", "post"), ("2026-11-27", "regular"), ("2026-11-27", "post")}
     # The late events are in Gold: each one's 1-minute candle exists.
     late = {r.event_id for r in gold_warehouse.records if r.kind == "late"}
     late_minutes = with_buckets(trades[trades["event_id"].isin(late)])[["symbol", "1m"]].drop_duplicates()
-    assert len(late_minutes) and compared["1m"] == len(tables["fct_candles_1m"])
-    minutes = gold_candles(tables["fct_candles_1m"], "1m")
+    assert len(late_minutes) and compared["fct_candles_1m"] == len(tables["fct_candles_1m"])
+    minutes = gold_candles(tables["fct_candles_1m"], "fct_candles_1m")
     assert set(zip(late_minutes["symbol"], late_minutes["1m"])) <= set(zip(minutes["symbol"], minutes["bucket"]))
 
 

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 DAY_1, DAY_2 = "2026-01-07", "2026-01-08"
 NEW_MAX_VOLUME = 2000
+# The daily candles and every model they are built from.
 GOLD_MODELS = ("--select", "+fct_candles_1d")
 
 
@@ -52,7 +53,8 @@ def daily_candles(path) -> dict[tuple[str, str], tuple[float, int]]:
 def test_reprocess_rebuilds_one_day_with_the_new_rule_and_leaves_the_rest(spark, isolated, tmp_path):
     settings, env = isolated
     silver_path, quarantine_path = settings.lake_uri("silver/trades"), settings.lake_uri("quarantine/trades")
-    runs = [producer_args(1200, seed=seed, start_time=f"{day}T14:30:00", duplicate_ratio=0.05,
+    # 10:00 New York: every trade (out-of-order ones too) in the regular session, which the daily bars are.
+    runs = [producer_args(1200, seed=seed, start_time=f"{day}T15:00:00", duplicate_ratio=0.05,
                           out_of_order_ratio=0.05, malformed_ratio=0.02) for seed, day in ((41, DAY_1), (42, DAY_2))]
     for args in runs:
         assert run_producer(env, args, tmp_path)["delivered"] == 1200
@@ -62,6 +64,7 @@ def test_reprocess_rebuilds_one_day_with_the_new_rule_and_leaves_the_rest(spark,
     gold_env = {**env, "DBT_DUCKDB_PATH": str(tmp_path / "gold.duckdb"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
                 "DBT_TARGET_PATH": str(tmp_path / "dbt-target")}
     index_silver_changes(env)
+    dbt(gold_env, "seed", "--target", "local")  # the calendar and symbols the candles are bucketed with
     dbt(gold_env, "run", "--target", "local", *GOLD_MODELS)
     gold_before = daily_candles(tmp_path / "gold.duckdb")
     day_2_silver, day_2_quarantine = rows_by_day(spark, silver_path, DAY_2), rows_by_day(spark, quarantine_path, DAY_2)

@@ -177,6 +177,29 @@ def test_candles_figure_draws_candles_vwap_averages_and_volume_and_cuts_the_nigh
         {"bounds": ["2026-11-21T00:00:00", "2026-11-23T00:00:00"]}]
 
 
+def test_extended_hours_are_shaded_and_the_regular_session_is_not(tmp_path):
+    detail = queries.load_symbol(queries.DuckDBWarehouse(write_gold(tmp_path / "gold.duckdb")), "AAPL", "1m", 390)
+    assert set(detail.candles["session"]) == {"regular"} and views.candles_figure(detail, False).layout.shapes == ()
+    # Half day 27 November: pre-market to 14:30 UTC, regular to 18:00, after-hours; the 14:00 hour has two rows.
+    minutes = pd.DataFrame({"period_start": pd.to_datetime(["2026-11-27 14:28", "2026-11-27 14:29", "2026-11-27 14:30",
+                                                            "2026-11-27 17:59", "2026-11-27 18:00"]),
+                            "session": ["pre", "pre", "regular", "regular", "post"]})
+    assert views.extended_hours(minutes, "1m") == [
+        (pd.Timestamp("2026-11-27 14:28"), pd.Timestamp("2026-11-27 14:30")),
+        (pd.Timestamp("2026-11-27 18:00"), pd.Timestamp("2026-11-27 18:01"))]
+    hours = pd.DataFrame({"period_start": pd.to_datetime(["2026-11-27 13:00", "2026-11-27 14:00", "2026-11-27 14:00",
+                                                          "2026-11-27 18:00"]),
+                          "session": ["pre", "pre", "regular", "post"]})
+    assert views.extended_hours(hours, "1h") == [
+        (pd.Timestamp("2026-11-27 13:00"), pd.Timestamp("2026-11-27 15:00")),
+        (pd.Timestamp("2026-11-27 18:00"), pd.Timestamp("2026-11-27 19:00"))]
+    shaded = views.candles_figure(queries.SymbolDetail(
+        "AAPL", "1m", minutes.assign(open=1.0, high=1.0, low=1.0, close=1.0, volume=1.0, vwap=1.0, session_vwap=1.0),
+        detail.moving_averages, detail.volatility, detail.read_at), show_moving_averages=False)
+    assert [(pd.Timestamp(shape.x0), pd.Timestamp(shape.x1)) for shape in shaded.layout.shapes
+            if shape.yref == "y domain"] == views.extended_hours(minutes, "1m")
+
+
 def test_treemap_nests_symbols_in_sectors_coloured_by_value_weighted_move(tmp_path):
     with queries.DuckDBWarehouse(write_gold(tmp_path / "gold.duckdb")).read() as reader:
         (trace,) = views.treemap_figure(queries.treemap(reader)).data

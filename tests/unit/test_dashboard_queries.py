@@ -49,25 +49,25 @@ GOLD: dict[str, list[dict[str, Any]]] = {
     ],
     "fct_candles_1m": [
         {"symbol": "AAPL", "candle_start": ts("2026-11-20 20:57:00"), "trading_date": date(2026, 11, 20),
-         "open": 190.0, "high": 190.5, "low": 189.75, "close": 190.25, "volume": 100.0, "vwap": 190.125,
-         "notional": 19012.5, "trade_count": 3},
+         "session": "regular", "open": 190.0, "high": 190.5, "low": 189.75, "close": 190.25, "volume": 100.0,
+         "vwap": 190.125, "notional": 19012.5, "trade_count": 3},
         {"symbol": "AAPL", "candle_start": ts("2026-11-20 20:58:00"), "trading_date": date(2026, 11, 20),
-         "open": 190.25, "high": 191.0, "low": 190.0, "close": 190.75, "volume": 200.0, "vwap": 190.5,
-         "notional": 38100.0, "trade_count": 4},
+         "session": "regular", "open": 190.25, "high": 191.0, "low": 190.0, "close": 190.75, "volume": 200.0,
+         "vwap": 190.5, "notional": 38100.0, "trade_count": 4},
         {"symbol": "AAPL", "candle_start": ts("2026-11-20 20:59:00"), "trading_date": date(2026, 11, 20),
-         "open": 190.75, "high": 191.5, "low": 190.0, "close": 190.25, "volume": 0.0, "vwap": None,
-         "notional": 0.0, "trade_count": 2},
+         "session": "regular", "open": 190.75, "high": 191.5, "low": 190.0, "close": 190.25, "volume": 0.0,
+         "vwap": None, "notional": 0.0, "trade_count": 2},
         {"symbol": "TSLA", "candle_start": ts("2026-11-20 20:59:00"), "trading_date": date(2026, 11, 20),
-         "open": 172.0, "high": 173.0, "low": 171.0, "close": 171.5, "volume": 50.0, "vwap": 172.0,
-         "notional": 8600.0, "trade_count": 5},
+         "session": "regular", "open": 172.0, "high": 173.0, "low": 171.0, "close": 171.5, "volume": 50.0,
+         "vwap": 172.0, "notional": 8600.0, "trade_count": 5},
     ],
     "fct_candles_1h": [
         {"symbol": "AAPL", "candle_start": ts("2026-11-20 19:00:00"), "trading_date": date(2026, 11, 20),
-         "open": 189.0, "high": 190.0, "low": 188.5, "close": 190.0, "volume": 1000.0, "vwap": 189.5,
-         "notional": 189500.0, "trade_count": 30},
+         "session": "regular", "open": 189.0, "high": 190.0, "low": 188.5, "close": 190.0, "volume": 1000.0,
+         "vwap": 189.5, "notional": 189500.0, "trade_count": 30},
         {"symbol": "AAPL", "candle_start": ts("2026-11-20 20:00:00"), "trading_date": date(2026, 11, 20),
-         "open": 190.0, "high": 191.5, "low": 189.75, "close": 190.25, "volume": 300.0, "vwap": 190.25,
-         "notional": 57075.0, "trade_count": 9},
+         "session": "regular", "open": 190.0, "high": 191.5, "low": 189.75, "close": 190.25, "volume": 300.0,
+         "vwap": 190.25, "notional": 57075.0, "trade_count": 9},
     ],
     "fct_candles_1d": [
         {"symbol": "AAPL", "trading_date": date(2026, 11, 19), "open": 187.0, "high": 188.5, "low": 186.0,
@@ -223,7 +223,7 @@ def test_candles_are_the_latest_limit_oldest_first(gold):
     columns = ["open", "high", "low", "close", "volume", "vwap", "trade_count"]
     # session_vwap runs over the whole trading date, also over the candle before the two returned:
     # (19012.5 + 38100) / (100 + 200) = 190.375 at 20:58, unchanged by 20:59's zero volume.
-    assert latest_two == [{"period_start": row["candle_start"], **pick([row], "trading_date", *columns)[0],
+    assert latest_two == [{"period_start": row["candle_start"], **pick([row], "trading_date", "session", *columns)[0],
                            "session_vwap": 190.375} for row in GOLD["fct_candles_1m"][1:3]]
     assert [row["session_vwap"] for row in all_1m] == [190.125, 190.375, 190.375]
     assert [row["period_start"] for row in all_1m] == [ts("2026-11-20 20:57:00"), ts("2026-11-20 20:58:00"),
@@ -241,7 +241,10 @@ def test_candles_are_the_latest_limit_oldest_first(gold):
          "session_vwap": 187.5},
         {"period_start": ts("2026-11-20 00:00:00"), "trading_date": ts("2026-11-20 00:00:00"), "close": 190.25,
          "session_vwap": 190.125}]
-    assert unknown.empty and list(unknown.columns) == ["period_start", "trading_date", *columns, "session_vwap"]
+    # The daily bar is the regular session's.
+    assert {row["session"] for row in daily} == {"regular"}
+    assert unknown.empty and list(unknown.columns) == ["period_start", "trading_date", "session", *columns,
+                                                       "session_vwap"]
 
 
 def test_moving_averages_and_volatility_cover_the_latest_minutes_per_window(gold):

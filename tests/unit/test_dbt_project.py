@@ -45,9 +45,11 @@ MINUTES = 40
 OVERNIGHT = datetime(2026, 11, 20, 3, 30, 5, tzinfo=timezone.utc)
 CANDLES_1M = 2 * 2 * MINUTES + 1
 
-GOLD_MARTS = {"fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_symbol_kpi", "fct_volatility",
+GOLD_MARTS = {"fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d", "fct_symbol_kpi",
+              "fct_volatility",
               "fct_moving_averages", "fct_top_movers", "fct_treemap", "dim_symbol", "dim_date"}
 FACTS = GOLD_MARTS - {"dim_symbol", "dim_date"}
+CANDLE_TABLES = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d")
 POWERBI_DOC = ROOT / "docs" / "powerbi.md"
 
 
@@ -144,7 +146,7 @@ def test_parse_local_target(local_manifest):
 
 def test_star_schema_keys_are_declared_and_tested(local_manifest):
     models = _models(local_manifest)
-    surrogate = {"fct_candles_1m": "candle_key", "fct_candles_1h": "candle_key", "fct_candles_1d": "candle_key",
+    surrogate = {**{candles: "candle_key" for candles in CANDLE_TABLES},
                  "fct_volatility": "volatility_key", "fct_moving_averages": "moving_average_key"}
     for name, key in surrogate.items():
         assert list(models[name]["columns"])[0] == key and models[name]["columns"][key]["data_type"] == "varchar"
@@ -163,7 +165,7 @@ def test_star_schema_keys_are_declared_and_tested(local_manifest):
     assert tests["relationships"] == (
         {(fact, "date_key", "ref('dim_date')") for fact in FACTS}
         | {(fact, "symbol", "ref('dim_symbol')") for fact in FACTS}
-        | {(f"fct_candles_{grain}", "trading_date", "ref('dim_date')") for grain in ("1m", "1h", "1d")})
+        | {(candles, "trading_date", "ref('dim_date')") for candles in CANDLE_TABLES})
     for name, key in [*surrogate.items(), ("dim_date", "date_key"), ("dim_symbol", "symbol")]:
         assert {(name, key, None)} <= tests["unique"] & tests["not_null"], name
 
@@ -243,10 +245,10 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
     # The relationships tests (every fact key in its dimension) were part of that build, and passed.
     results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     relationships = [r for r in results if r["unique_id"].startswith("test.stocklake.relationships_")]
-    assert len(relationships) == 3 + 2 * len(FACTS) and {r["status"] for r in relationships} == {"pass"}
+    assert len(relationships) == len(CANDLE_TABLES) + 2 * len(FACTS) and {r["status"] for r in relationships} == {"pass"}
     # The unit tests on their own, in a new process, as `dbt test --select test_type:unit` runs them.
     unit = _dbt("test", "--select", "test_type:unit", "--vars", vars_arg, tmp=tmp_path)
-    assert "13 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
+    assert "16 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
 
     con = duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True)
     try:
@@ -318,7 +320,8 @@ def _build_candles(tmp: Path, vars_arg: str) -> dict[str, int]:
     with duckdb.connect(str(tmp / "gold.duckdb"), read_only=True) as con:
         before = {grain: con.sql(f"select max(silver_version) from fct_candles_{grain}").fetchall()[0][0]
                   for grain in ("1m", "1h", "1d")}
-    _dbt("run", "--select", "fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "--vars", vars_arg, tmp=tmp)
+    _dbt("run", "--select", "fct_candles_1m", "fct_candles_1h", "fct_session_candles_1d", "fct_candles_1d",
+         "--vars", vars_arg, tmp=tmp)
     with duckdb.connect(str(tmp / "gold.duckdb"), read_only=True) as con:
         return {grain: con.sql(f"select count(*) from fct_candles_{grain} where silver_version > {version}")
                 .fetchall()[0][0] for grain, version in before.items()}
@@ -340,35 +343,40 @@ def _candle_keys(con) -> dict[tuple, str]:
 def _assert_star_schema_keys(con) -> None:
     """Exact key values on the built Gold: surrogate keys recomputed in Python for every row, date keys from the
     trading date, and every fact key present in its dimension."""
-    # The overnight candle: 03:30 UTC on the 20th is trading date 2026-11-19 in New York.
+    # The overnight candle: 03:30 UTC on the 20th is trading date 2026-11-19 in New York, after its close: post.
     assert con.execute(
         "select candle_key, trading_date, date_key from fct_candles_1m "
         "where symbol = 'AAPL' and candle_start = timestamp '2026-11-20 03:30:00'").fetchall() == [
         ("26a145b9e4c366dd1cb62e8d124a67de", date(2026, 11, 19), 20261119)]  # pragma: allowlist secret
     assert con.execute(
-        "select candle_key, date_key, trade_count from fct_candles_1h "
+        "select candle_key, date_key, session, trade_count from fct_candles_1h "
         "where symbol = 'AAPL' and candle_start = timestamp '2026-11-20 03:00:00'").fetchall() == [
-        ("b93d070755416b7de3394cb4948e355f", 20261119, 1)]  # pragma: allowlist secret
+        ("53188f3ed40265f9b6b7c218ae35c151", 20261119, "post", 1)]  # pragma: allowlist secret
+    # Thursday had after-hours trades only: no daily (regular-session) bar, an after-hours row.
+    assert con.execute("select count(*) from fct_candles_1d where trading_date = date '2026-11-19'").fetchall() == [
+        (0,)]
     assert con.execute(
-        "select candle_key, date_key, close from fct_candles_1d "
+        "select candle_key, date_key, session, close from fct_session_candles_1d "
         "where symbol = 'AAPL' and trading_date = date '2026-11-19'").fetchall() == [
-        ("f4516db51856289181cce2cbc4f919d9", 20261119, 95.0)]  # pragma: allowlist secret
+        ("7e9b22687139b529029315c7d020a61b", 20261119, "post", 95.0)]  # pragma: allowlist secret
 
     timestamp = "%Y-%m-%d %H:%M:%S"
+    # table -> (key column, label, bucket column, the natural key's last part if any)
     surrogate = {
         "fct_candles_1m": ("candle_key", "candle_1m", "candle_start", None),
-        "fct_candles_1h": ("candle_key", "candle_1h", "candle_start", None),
+        "fct_candles_1h": ("candle_key", "candle_1h", "candle_start", "session"),
         "fct_candles_1d": ("candle_key", "candle_1d", "trading_date", None),
+        "fct_session_candles_1d": ("candle_key", "session_candle_1d", "trading_date", "session"),
         "fct_volatility": ("volatility_key", "volatility", "candle_start", "window_minutes"),
         "fct_moving_averages": ("moving_average_key", "moving_average", "candle_start", "window_minutes"),
     }
-    for table, (key, label, bucket, window) in surrogate.items():
-        rows = con.execute(f"select {key}, symbol, {bucket}, {window or 'null'} from {table}").fetchall()
+    for table, (key, label, bucket, last) in surrogate.items():
+        rows = con.execute(f"select {key}, symbol, {bucket}, {last or 'null'} from {table}").fetchall()
         assert rows and len({row[0] for row in rows}) == len(rows), table
         text_format = timestamp if bucket == "candle_start" else "%Y-%m-%d"
         expected = [_surrogate_key(label, symbol, start.strftime(text_format),
-                                   *([] if minutes is None else [str(minutes)]))
-                    for _, symbol, start, minutes in rows]
+                                   *([] if part is None else [str(part)]))
+                    for _, symbol, start, part in rows]
         assert [row[0] for row in rows] == expected, table
     for table in [*FACTS, "dim_date"]:
         day = "date_day" if table == "dim_date" else "trading_date"

@@ -10,7 +10,7 @@ reference as (
 
 traded as (
 
-    select distinct symbol from {{ ref('fct_candles_1d') }}
+    select distinct symbol from {{ ref('fct_session_candles_1d') }}
 
 ),
 

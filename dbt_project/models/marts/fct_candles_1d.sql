@@ -1,35 +1,16 @@
--- Daily OHLCV candles per symbol and trading date in the exchange time zone (var exchange_timezone), not per
--- UTC day: a New York session never straddles two rows. Incremental by what changed in Silver, like
--- fct_candles_1m: a build rebuilds, whole, exactly the trading dates whose trades Silver added or removed since
--- the version the table was built through (a pre-hook deletes them first). candle_key is the surrogate key of
--- (symbol, trading_date); date_key relates the candle to dim_date.
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['symbol', 'trading_date'],
-        on_schema_change='fail',
-        pre_hook="{{ delete_changed_candles('trading_date', 'trading_date') }}"
-    )
-}}
-
+-- Daily bars per symbol and trading date as traders read them: for an exchange-listed symbol the regular session
+-- only (09:30-16:00 New York, 13:00 on a half day; exchange_sessions), so the open is the first regular-session
+-- trade and the close the last one; a 24/7 symbol's bar is its UTC day. These are the regular and continuous rows of
+-- fct_session_candles_1d (incremental by what changed in Silver), which keeps pre-market and after-hours beside
+-- them; silver_version is theirs. candle_key is the surrogate key of (symbol, trading_date); date_key relates the
+-- candle to dim_date.
 with
 
-trades as (
+sessions as (
 
-    select * from {{ ref('int_trades__bucketed') }}
-
-),
-
-changes as (
-
-    select * from {{ ref('int_trades__changed_buckets') }}
+    select * from {{ ref('fct_session_candles_1d') }}
 
 ),
-
-{{ changed_bucket_trades('trades', 'changes', 'trading_date') }},
-
-{{ ohlcv_candles('rebuilt_trades', ['trading_date']) }},
 
 final as (
 
@@ -37,11 +18,13 @@ final as (
         {{ surrogate_key('candle_1d', ['symbol', key_text('trading_date', 'date')]) }} as candle_key,
         symbol,
         trading_date,
-        {{ date_key('trading_date') }} as date_key,
+        date_key,
+        market_calendar,
         {{ candle_measures() }},
-        {{ current_silver_version('changes') }} as silver_version
+        silver_version
 
-    from candles
+    from sessions
+    where session in ('regular', 'continuous')
 
 )
 

@@ -1,4 +1,5 @@
--- 1 minute OHLCV candles per symbol, bucketed by UTC instant. Incremental by what changed in Silver: a build
+-- 1 minute OHLCV candles per symbol, bucketed by UTC instant, each with its session (pre, regular, post, closed or
+-- continuous: sessions start and end on whole minutes). Incremental by what changed in Silver: a build
 -- rebuilds, whole, exactly the minutes whose trades Silver added or removed since the version the table was built
 -- through (int_trades__changed_buckets), whatever wrote them (the stream, reconcile, reprocess) and however old;
 -- a pre-hook deletes those minutes first, so one whose trades all left Silver leaves Gold too.
@@ -28,7 +29,7 @@ changes as (
 
 {{ changed_bucket_trades('trades', 'changes', 'minute_start_utc') }},
 
-{{ ohlcv_candles('rebuilt_trades', ['minute_start_utc', 'trading_date']) }},
+{{ ohlcv_candles('rebuilt_trades', ['minute_start_utc', 'trading_date', 'session']) }},
 
 final as (
 
@@ -39,6 +40,7 @@ final as (
         {{ dbt.dateadd('minute', 1, 'minute_start_utc') }} as candle_end,
         trading_date,
         {{ date_key('trading_date') }} as date_key,
+        session,
         {{ candle_measures() }},
         {{ current_silver_version('changes') }} as silver_version
 

@@ -1,5 +1,6 @@
--- Headline numbers per symbol for its latest trading date: last price, change vs the previous trading date's
--- close (null when that close is unknown), day range, volume, last trade time.
+-- Headline numbers per symbol for its latest trading date, from its daily bar (the regular session; a 24/7
+-- symbol's UTC day): last price (the regular close), change vs the previous trading date's regular close (null
+-- when that close is unknown), day range, volume, last trade time.
 with
 
 daily as (
@@ -25,7 +26,8 @@ latest as (
 
 previous_close as (
 
-    -- Only the previous *trading date* counts: a candle from an older date (data gap) is not a previous close.
+    -- Only the previous *trading date* counts (the exchange's previous session, so a holiday is skipped; the day
+    -- before for a 24/7 symbol): a candle from an older date (data gap) is not a previous close.
     select
         latest.symbol,
         prior_day.close as previous_close
@@ -34,7 +36,10 @@ previous_close as (
         on latest.trading_date = calendar.date_day
     inner join daily as prior_day
         on prior_day.symbol = latest.symbol
-        and prior_day.trading_date = calendar.previous_trading_date
+        and prior_day.trading_date = case
+            when latest.market_calendar = '24/7' then cast({{ dbt.dateadd('day', -1, 'latest.trading_date') }} as date)
+            else calendar.previous_trading_date
+        end
     where latest.recency = 1
 
 ),
@@ -45,6 +50,7 @@ final as (
         latest.symbol,
         latest.trading_date,
         {{ date_key('latest.trading_date') }} as date_key,
+        latest.market_calendar,
         latest.close as last_price,
         previous_close.previous_close,
         latest.close - previous_close.previous_close as price_change,

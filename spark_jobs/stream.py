@@ -50,8 +50,8 @@ from spark_jobs.heartbeat import stream_heartbeat  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, parse_observation_name  # noqa: E402
 from spark_jobs.session import build_spark  # noqa: E402
 from spark_jobs.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table  # noqa: E402
-from spark_jobs.transforms import (ENTITIES, PARTITION_COLUMNS, Entity, bronze_rows, deduplicate,  # noqa: E402
-                                   parse_events, quarantine_rows, silver_rows)
+from spark_jobs.transforms import (BARS, ENTITIES, PARTITION_COLUMNS, TRADES, Entity, bronze_rows,  # noqa: E402
+                                   deduplicate, parse_events, quarantine_rows, silver_rows)
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -101,13 +101,14 @@ def kafka_stream(spark: SparkSession, settings: Settings, entity: Entity, fail_o
 SILVER_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 
 
-def ensure_tables(spark: SparkSession, settings: Settings, entity: Entity, schema: dict) -> None:
-    """Create the entity's tables (empty, partitioned) so readers never meet a missing table, and give an existing
-    table the columns a newer contract adds (add_missing_columns)."""
+def ensure_tables(spark: SparkSession, settings: Settings, entity: Entity, schema: dict,
+                  layers: tuple[str, ...] = ("bronze", "silver", "quarantine")) -> None:
+    """Create the entity's tables of `layers` (empty, partitioned) so readers never meet a missing table, and give an
+    existing table the columns a newer contract adds (add_missing_columns)."""
     empty = bronze_rows(spark.createDataFrame([], KAFKA_SCHEMA))
     parsed = parse_events(empty, entity, schema, settings.stream.max_future_skew_seconds)
-    for layer, df in (("bronze", empty), ("silver", silver_rows(parsed, entity)),
-                      ("quarantine", quarantine_rows(parsed))):
+    tables = {"bronze": empty, "silver": silver_rows(parsed, entity), "quarantine": quarantine_rows(parsed)}
+    for layer, df in ((layer, tables[layer]) for layer in layers):
         path = settings.lake_uri(entity.table(layer))
         properties = SILVER_PROPERTIES if layer == "silver" else {}
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
@@ -176,6 +177,10 @@ def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigg
                   fail_on_data_loss: bool = True) -> list:
     schema = load_contract(entity.schema_name)
     ensure_tables(spark, settings, entity, schema)
+    if entity is TRADES:
+        # Gold reads the backfill's daily bars beside the trades: an empty silver/bars until a backfill runs (the
+        # backfill's own table, same code), so a Gold build never meets a missing table.
+        ensure_tables(spark, settings, BARS, load_contract(BARS.schema_name), layers=("silver",))
     if trigger.get("processingTime", "") is None:
         trigger = {"processingTime": settings.stream.trigger_interval}
 

@@ -52,8 +52,12 @@ DAY_RATE = 2.5
 LATE_RUNS = (("2026-11-27T18:11:00", 7_200), ("2026-11-27T18:12:00", 162_720), ("2026-11-27T18:13:00", 150_180))
 REDELIVERED = 100
 REPROCESSED_DAY = "2026-11-25"
+# The backfill's daily bars (a file, as a user loads history): every XNYS session from June to Wednesday 25 November,
+# which the stream has too (its own trades win there).
+BACKFILL_FROM, BACKFILL_TO = "2026-06-01", "2026-11-25"
 LAYERS = ("bronze", "silver", "quarantine")
-GOLD_TABLES = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d", "fct_symbol_kpi")
+GOLD_TABLES = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d", "fct_symbol_kpi",
+               "fct_daily_bars", "fct_daily_analytics", "fct_return_correlations")
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Lake:
     reconciled: dict                 # reconcile.py's summary (--json) of its run
     gold: tuple[GoldBuild, ...]      # every Gold build, in order
     gold_env: dict[str, str]         # env plus the warehouse file and dbt target folder
+    backfilled: pd.DataFrame         # the daily bars the backfill loaded (symbol, date, open, high, low, close, volume)
 
     @property
     def late_runs(self) -> tuple[tuple[SimRecord, ...], ...]:
@@ -162,11 +167,12 @@ def lake(spark, run_id, tmp_path_factory) -> Lake:
     gold.append(build_gold(gold_env, "reconcile", "run"))
     gold.append(build_gold(gold_env, "reconcile", "run"))  # nothing new in Silver
 
+    backfilled = backfill_history(spark, env, settings, workdir)
     reprocess_day(env, workdir)
     versions["reprocess"] = delta_versions(spark, settings)
     gold.append(build_gold(gold_env, "reprocess", "build"))
     return Lake(settings, env, workdir, tuple(args for _, args in runs), records, redelivered, versions, logs,
-                accounted, reconciled, tuple(gold), gold_env)
+                accounted, reconciled, tuple(gold), gold_env, backfilled)
 
 
 def reconcile_late_rows(env: dict[str, str], workdir: Path) -> dict:
@@ -178,6 +184,33 @@ def reconcile_late_rows(env: dict[str, str], workdir: Path) -> dict:
     with environment(env):
         assert reconcile(["--entity", "trades", "--json", str(summary)]) == 0
     return json.loads(summary.read_text())
+
+
+def backfill_history(spark, env: dict[str, str], settings: Settings, workdir: Path) -> pd.DataFrame:
+    """backfill.py --file of seeded random-walk daily bars for every simulator symbol and XNYS session from
+    BACKFILL_FROM to BACKFILL_TO, as the historical_backfill DAG runs it; the bars loaded."""
+    import random
+
+    from spark_jobs.backfill import main as backfill
+
+    symbols = settings.simulator.symbols
+    sessions = pd.read_csv(REPO / "dbt_project" / "seeds" / "exchange_sessions.csv")
+    days = sessions[(sessions["exchange"] == "XNYS") & sessions["session_date"].between(BACKFILL_FROM, BACKFILL_TO)]
+    generator, rows = random.Random(7), []
+    for symbol in symbols:
+        close = generator.uniform(50, 500)
+        for day in days["session_date"]:
+            open_ = round(close * (1 + generator.gauss(0, 0.01)), 2)
+            close = round(open_ * (1 + generator.gauss(0, 0.02)), 2)
+            high, low = round(max(open_, close) * 1.01, 2), round(min(open_, close) * 0.99, 2)
+            rows.append((symbol, day, open_, high, low, close, float(generator.randint(10_000, 5_000_000))))
+    bars = pd.DataFrame(rows, columns=["symbol", "date", "open", "high", "low", "close", "volume"])
+    path = workdir / "daily-bars.csv"
+    bars.to_csv(path, index=False)
+    with environment(env):
+        assert backfill(["--from", BACKFILL_FROM, "--to", BACKFILL_TO, "--symbols", ",".join(symbols),
+                         "--file", str(path), "--json", str(workdir / "backfill.json")], spark) == 0
+    return bars
 
 
 def reprocess_day(env: dict[str, str], workdir: Path) -> dict:

@@ -9,9 +9,11 @@ rewrote exactly the candles whose trades changed."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -226,3 +228,82 @@ def producer_trades(records) -> pd.DataFrame:
             events[record.event_id] = event
     columns = ["event_id", "symbol", "price", "volume", "trade_ts"]
     return pd.DataFrame([[event[column] for column in columns] for event in events.values()], columns=columns)
+
+
+def expected_daily_bars(trades: pd.DataFrame, backfilled: pd.DataFrame) -> pd.DataFrame:
+    """The daily series: the stream's regular-session bars, and the backfilled bar of every other day."""
+    streamed = expected_candles(trades, "fct_candles_1d").rename(columns={"bucket": "trading_date"})
+    bars = backfilled.assign(trading_date=pd.to_datetime(backfilled["date"]).dt.date)
+    known = set(zip(streamed["symbol"], streamed["trading_date"]))
+    bars = bars[[key not in known for key in zip(bars["symbol"], bars["trading_date"])]]
+    columns = ["symbol", "trading_date", "open", "high", "low", "close", "volume"]
+    return pd.concat([streamed[columns].assign(bar_source="trades"), bars[columns].assign(bar_source="backfill")],
+                     ignore_index=True).sort_values(["symbol", "trading_date"], ignore_index=True)
+
+
+def expected_analytics(daily: pd.DataFrame) -> pd.DataFrame:
+    """Returns, 7/30/90-bar moving averages, 30-bar momentum, YTD return and 30-return annualised volatility."""
+    frames = []
+    for _, bars in daily.groupby("symbol", sort=True):
+        bars = bars.sort_values("trading_date").copy()
+        previous = bars["close"].shift(1)
+        bars["daily_return"] = bars["close"] / previous - 1
+        bars["log_return"] = np.log(bars["close"] / previous)
+        for window in (7, 30, 90):
+            bars[f"sma_{window}"] = bars["close"].rolling(window, min_periods=window).mean()
+        bars["momentum_30d"] = bars["close"] / bars["close"].shift(30) - 1
+        base = previous.fillna(bars["open"])
+        year = pd.to_datetime(bars["trading_date"]).dt.year
+        bars["ytd_return"] = bars["close"] / base.groupby(year).transform("first") - 1
+        bars["volatility_30d"] = bars["log_return"].rolling(30, min_periods=30).std(ddof=1) * np.sqrt(252)
+        frames.append(bars)
+    return pd.concat(frames, ignore_index=True)
+
+
+def expected_correlations(analytics: pd.DataFrame, days: int = 90) -> pd.DataFrame:
+    returns = analytics[analytics["log_return"].notna()]
+    recent = sorted(set(returns["trading_date"]))[-days:]
+    wide = returns[returns["trading_date"].isin(recent)].pivot(index="trading_date", columns="symbol",
+                                                               values="log_return")
+    rows = []
+    for first, second in itertools.combinations(sorted(wide.columns), 2):
+        both = wide[[first, second]].dropna()
+        rows.append({"symbol": first, "other_symbol": second, "days": len(both),
+                     "correlation": both[first].corr(both[second]) if len(both) >= 2 else None})
+    return pd.DataFrame(rows)
+
+
+def assert_close(expected: pd.DataFrame, gold: pd.DataFrame, keys: list[str], columns: list[str], what: str):
+    merged = expected.merge(gold, on=keys, how="outer", suffixes=("", "_gold"), indicator=True)
+    assert (merged["_merge"] == "both").all() and len(merged) == len(expected) == len(gold), what
+    for column in columns:
+        want, got = merged[column].astype(float), merged[f"{column}_gold"].astype(float)
+        same = np.isclose(want, got, rtol=1e-9, atol=1e-12) | (want.isna() & got.isna())
+        assert same.all(), (what, column, merged.loc[~same, [*keys, column, f"{column}_gold"]].head(10))
+
+
+def test_the_daily_history_spans_the_backfill_and_its_analytics_equal_pandas(spark, lake):
+    final = lake.gold[-1]
+    trades = silver_trades(lake, spark, "reprocess")
+    daily = expected_daily_bars(trades, lake.backfilled)
+    gold_daily = final.tables["fct_daily_bars"].assign(
+        trading_date=lambda bars: pd.to_datetime(bars["trading_date"]).dt.date)
+    assert_same(daily, gold_daily, ["symbol", "trading_date"], ["open", "high", "low", "close", "volume",
+                                                                "bar_source"], [], "fct_daily_bars")
+    # Wednesday 25 November is in both: the stream's own trades won; the days before came from the backfill.
+    sources = gold_daily.groupby("bar_source")["trading_date"].agg(["min", "max", "count"])
+    assert str(sources.loc["backfill", "max"]) == "2026-11-24" and str(sources.loc["trades", "min"]) == "2026-11-25"
+    assert sources.loc["backfill", "count"] == len(lake.backfilled) - len(lake.settings.simulator.symbols)
+
+    analytics = expected_analytics(daily)
+    gold_analytics = final.tables["fct_daily_analytics"].assign(
+        trading_date=lambda rows: pd.to_datetime(rows["trading_date"]).dt.date)
+    assert_close(analytics, gold_analytics, ["symbol", "trading_date"],
+                 ["close", "daily_return", "log_return", "sma_7", "sma_30", "sma_90", "momentum_30d", "ytd_return",
+                  "volatility_30d"], "fct_daily_analytics")
+    assert gold_analytics["sma_90"].notna().sum() > 0 and gold_analytics["volatility_30d"].notna().sum() > 0
+
+    correlations = expected_correlations(analytics)
+    assert len(correlations) == 28 and (correlations["days"] == 90).all()
+    assert_close(correlations, final.tables["fct_return_correlations"], ["symbol", "other_symbol"],
+                 ["days", "correlation"], "fct_return_correlations")

@@ -46,9 +46,10 @@ OVERNIGHT = datetime(2026, 11, 20, 3, 30, 5, tzinfo=timezone.utc)
 CANDLES_1M = 2 * 2 * MINUTES + 1
 
 GOLD_MARTS = {"fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d", "fct_symbol_kpi",
-              "fct_volatility",
-              "fct_moving_averages", "fct_top_movers", "fct_treemap", "dim_symbol", "dim_date"}
-FACTS = GOLD_MARTS - {"dim_symbol", "dim_date"}
+              "fct_volatility", "fct_moving_averages", "fct_top_movers", "fct_treemap", "fct_daily_bars",
+              "fct_daily_analytics", "fct_return_correlations", "dim_symbol", "dim_date"}
+# Facts with a symbol and a date_key (the correlations relate two symbols, over many dates).
+FACTS = GOLD_MARTS - {"dim_symbol", "dim_date", "fct_return_correlations"}
 CANDLE_TABLES = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d")
 POWERBI_DOC = ROOT / "docs" / "powerbi.md"
 
@@ -91,6 +92,23 @@ def _write_silver(silver: Path, rows: list[dict], mode: str) -> dict:
     write_deltalake(str(silver / "trades"), table, mode=mode, partition_by=["date", "hour"],
                     configuration={"delta.enableChangeDataFeed": "true"})
     return index_changes(str(silver / "trades"))
+
+
+BARS_SCHEMA = pa.schema([
+    ("event_id", pa.string()), ("source", pa.string()), ("symbol", pa.string()), ("trading_date", pa.string()),
+    ("open", pa.float64()), ("high", pa.float64()), ("low", pa.float64()), ("close", pa.float64()),
+    ("volume", pa.float64()), ("ingest_time", pa.timestamp("us", tz="UTC")), ("date", pa.string()),
+])
+
+
+def _write_bars(silver: Path, bars: list[tuple]) -> None:
+    """Backfilled daily bars (symbol, trading date, open, high, low, close, volume, source, loaded at) in
+    silver/bars, with the columns Gold reads."""
+    rows = [{"event_id": f"{source}-{symbol}-{day}", "source": source, "symbol": symbol, "trading_date": day,
+             "open": o, "high": h, "low": low, "close": c, "volume": v, "ingest_time": loaded, "date": day}
+            for symbol, day, o, h, low, c, v, source, loaded in bars]
+    write_deltalake(str(silver / "bars"), pa.Table.from_pylist(rows, schema=BARS_SCHEMA), mode="overwrite",
+                    partition_by=["date"])
 
 
 def _dbt(*args: str, tmp: Path, target: str = "local", extra_env: dict | None = None,
@@ -147,7 +165,8 @@ def test_parse_local_target(local_manifest):
 def test_star_schema_keys_are_declared_and_tested(local_manifest):
     models = _models(local_manifest)
     surrogate = {**{candles: "candle_key" for candles in CANDLE_TABLES},
-                 "fct_volatility": "volatility_key", "fct_moving_averages": "moving_average_key"}
+                 "fct_volatility": "volatility_key", "fct_moving_averages": "moving_average_key",
+                 "fct_daily_bars": "daily_bar_key", "fct_daily_analytics": "daily_analytics_key"}
     for name, key in surrogate.items():
         assert list(models[name]["columns"])[0] == key and models[name]["columns"][key]["data_type"] == "varchar"
     for name in FACTS:
@@ -165,7 +184,8 @@ def test_star_schema_keys_are_declared_and_tested(local_manifest):
     assert tests["relationships"] == (
         {(fact, "date_key", "ref('dim_date')") for fact in FACTS}
         | {(fact, "symbol", "ref('dim_symbol')") for fact in FACTS}
-        | {(candles, "trading_date", "ref('dim_date')") for candles in CANDLE_TABLES})
+        | {(candles, "trading_date", "ref('dim_date')") for candles in CANDLE_TABLES}
+        | {("fct_return_correlations", column, "ref('dim_symbol')") for column in ("symbol", "other_symbol")})
     for name, key in [*surrogate.items(), ("dim_date", "date_key"), ("dim_symbol", "symbol")]:
         assert {(name, key, None)} <= tests["unique"] & tests["not_null"], name
 
@@ -237,6 +257,15 @@ def test_a_bi_role_that_is_not_an_identifier_stops_the_run(tmp_path):
 def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_path):
     silver = tmp_path / "silver"
     _write_silver(silver, _fixture_trades(), mode="overwrite")
+    loaded = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    _write_bars(silver, [
+        ("AAPL", "2026-11-18", 90.0, 92.0, 89.0, 91.0, 1000.0, "file", loaded),
+        # Two sources' bars of one day: the one loaded last wins.
+        ("AAPL", "2026-11-19", 91.0, 94.0, 90.0, 93.0, 1100.0, "file", loaded),
+        ("AAPL", "2026-11-19", 91.0, 95.0, 90.0, 94.0, 1200.0, "finnhub", loaded + timedelta(hours=1)),
+        # A day the stream has: its own trades win.
+        ("AAPL", "2026-11-20", 1.0, 1.0, 1.0, 1.0, 1.0, "file", loaded),
+    ])
     vars_arg = json.dumps({"silver_root": str(silver)})
 
     # Seeds, models, contracts, data tests and unit tests, on the fixture.
@@ -245,7 +274,7 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
     # The relationships tests (every fact key in its dimension) were part of that build, and passed.
     results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     relationships = [r for r in results if r["unique_id"].startswith("test.stocklake.relationships_")]
-    assert len(relationships) == len(CANDLE_TABLES) + 2 * len(FACTS) and {r["status"] for r in relationships} == {"pass"}
+    assert len(relationships) == len(CANDLE_TABLES) + 2 * len(FACTS) + 2 and {r["status"] for r in relationships} == {"pass"}
     # The unit tests on their own, in a new process, as `dbt test --select test_type:unit` runs them.
     unit = _dbt("test", "--select", "test_type:unit", "--vars", vars_arg, tmp=tmp_path)
     assert "16 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
@@ -269,6 +298,17 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
         assert con.sql("select count(*) from fct_volatility where annualized_volatility is not null "
                        "and window_minutes = 30").fetchall()[0][0] > 0
         assert con.sql("select count(distinct change_basis) from fct_top_movers").fetchall() == [(1,)]
+        # The daily series: the backfilled days before the stream's (Thursday had after-hours trades only, no
+        # regular bar: its backfilled bar is the day's), then the stream's own bars.
+        assert con.sql("select cast(trading_date as varchar), close, bar_source from fct_daily_bars "
+                       "where symbol = 'AAPL' order by trading_date").fetchall() == [
+            ("2026-11-18", 91.0, "backfill"), ("2026-11-19", 94.0, "backfill"),
+            ("2026-11-20", friday_close, "trades"), ("2026-11-23", 110 + 39 * 0.5 + (39 % 3) + 0.25, "trades")]
+        analytics = con.sql("select daily_return, ytd_return, sma_7 from fct_daily_analytics where symbol = 'AAPL' "
+                            "and trading_date = date '2026-11-19'").fetchall()
+        assert analytics == [(pytest.approx(94.0 / 91.0 - 1), pytest.approx(94.0 / 90.0 - 1), None)]
+        assert con.sql("select symbol, other_symbol, days from fct_return_correlations").fetchall() == [
+            ("AAPL", "MSFT", 1)]
     finally:
         con.close()
 
@@ -369,6 +409,8 @@ def _assert_star_schema_keys(con) -> None:
         "fct_session_candles_1d": ("candle_key", "session_candle_1d", "trading_date", "session"),
         "fct_volatility": ("volatility_key", "volatility", "candle_start", "window_minutes"),
         "fct_moving_averages": ("moving_average_key", "moving_average", "candle_start", "window_minutes"),
+        "fct_daily_bars": ("daily_bar_key", "daily_bar", "trading_date", None),
+        "fct_daily_analytics": ("daily_analytics_key", "daily_analytics", "trading_date", None),
     }
     for table, (key, label, bucket, last) in surrogate.items():
         rows = con.execute(f"select {key}, symbol, {bucket}, {last or 'null'} from {table}").fetchall()

@@ -10,7 +10,10 @@ reference as (
 
 traded as (
 
-    select distinct symbol from {{ ref('fct_session_candles_1d') }}
+    -- Every symbol with a trade in any session, or a backfilled daily bar.
+    select symbol from {{ ref('fct_session_candles_1d') }}
+    union
+    select symbol from {{ ref('fct_daily_bars') }}
 
 ),
 

@@ -9,6 +9,13 @@ daily as (
 
 ),
 
+history as (
+
+    -- The daily series with the backfilled bars: the first streamed day has a previous close too.
+    select * from {{ ref('fct_daily_bars') }}
+
+),
+
 calendar as (
 
     select * from {{ ref('dim_date') }}
@@ -34,7 +41,7 @@ previous_close as (
     from latest
     inner join calendar
         on latest.trading_date = calendar.date_day
-    inner join daily as prior_day
+    inner join history as prior_day
         on prior_day.symbol = latest.symbol
         and prior_day.trading_date = case
             when latest.market_calendar = '24/7' then cast({{ dbt.dateadd('day', -1, 'latest.trading_date') }} as date)

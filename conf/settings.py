@@ -180,7 +180,8 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
                 "maintenance.compaction_lookback_hours", "maintenance.compaction_min_files",
                 "maintenance.vacuum_retention_hours", "maintenance.bronze_retention_days",
                 "maintenance.reconcile_lookback_days", "quality.latest_hours", "watchdog.max_batch_age_seconds",
-                "watchdog.max_consumer_lag", "watchdog.max_heartbeat_age_seconds"]
+                "watchdog.max_consumer_lag", "watchdog.max_heartbeat_age_seconds",
+                "watchdog.max_silver_trade_age_seconds"]
     for path in positive:
         section, key = path.split(".")
         if merged[section][key] <= 0:

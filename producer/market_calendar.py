@@ -112,6 +112,21 @@ class MarketHours:
             return True
         return self._locate(at)[2]
 
+    def open_since(self, at: datetime) -> datetime | None:
+        """Start of the open window holding `at` (UTC), or None when the market is closed at `at`; with the
+        calendar ignored ("always") the market never opened: it always was (the Unix epoch)."""
+        if self.session == "always":
+            self._check(at)
+            return datetime(1970, 1, 1, tzinfo=UTC)
+        start, _, is_open, _, _ = self._locate(at)
+        return start if is_open else None
+
+    def last_close(self, at: datetime) -> datetime | None:
+        """End of the open window before `at` (UTC) when the market is closed at `at`; None when it is open."""
+        if self.is_open(at):
+            return None
+        return self._locate(at)[0]
+
     def next_open(self, at: datetime) -> datetime:
         """Start of the next window at or after `at` (`at` itself when open), in UTC."""
         if self.is_open(at):

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +68,16 @@ def stream_batches(log: Path) -> dict[str, int]:
     return rows
 
 
+def simulated_start(settings, duration: int, now: datetime) -> datetime | None:
+    """When the simulated trades start: now (None) while the exchange's regular session is open; otherwise the last
+    session's final minutes, so they land in a session and Gold's daily bars and KPIs (regular session only) have
+    them, whatever the hour the demo runs at."""
+    from producer.market_calendar import MarketHours
+
+    closed_at = MarketHours(settings.market_hours.calendar, "regular").last_close(now)
+    return None if closed_at is None else closed_at - timedelta(seconds=duration + 60)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=2000, help="events per second (default 2000)")
@@ -100,12 +111,16 @@ def main(argv: list[str]) -> int:
                 raise SystemExit(f"demo: the streaming job did not start; see {stream_log}")
             time.sleep(1)
 
+        start = simulated_start(settings, args.duration, datetime.now(timezone.utc))
+        stamped = "" if start is None else \
+            f"; the market is closed: stamped in its last session, from {start:%Y-%m-%d %H:%M} UTC"
         say(f"producing simulated trades for {args.duration} s at {args.rate}/s "
-            "(with duplicates, out-of-order, late and malformed events)")
+            f"(with duplicates, out-of-order, late and malformed events){stamped}")
         subprocess.run(  # noqa: S603
             [sys.executable, "-m", "producer", "--source", "simulator", "--rate", str(args.rate),
              "--duration", str(args.duration), "--duplicate-ratio", "0.02", "--out-of-order-ratio", "0.02",
              "--late-ratio", "0.01", "--malformed-ratio", "0.005", "--malformed-target", "topic",
+             *([] if start is None else ["--start-time", start.isoformat()]),
              "--summary-json", str(producer_summary)], check=True, cwd=REPO)
         produced = json.loads(producer_summary.read_text())
 

@@ -1,4 +1,5 @@
-"""Every 5 minutes: are the streaming job and the producers alive, and is the stream keeping up? Alerts when not."""
+"""Every 5 minutes: are the streaming job and the producers alive, is the stream keeping up, and are trades reaching
+Silver while the market is open? Alerts when not."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -31,10 +32,16 @@ It also reads the heartbeats on `kafka.heartbeats_topic` (compacted; the newest 
 heartbeat is missing or older than `watchdog.max_heartbeat_age_seconds`, and when a producer's heartbeat is that
 old, unless it is the final heartbeat of a producer that stopped cleanly. The task log shows every sender's
 heartbeat, its age and its counts.
+
+`check_silver_freshness` runs `python -m spark_jobs.freshness`: Silver's newest trade (from the Delta log) against
+the exchange's hours (`market_hours`). While the market is closed (nights, weekends, holidays, after a half day's
+close) it passes; while it is open it fails, and alerts, when the newest trade is older than
+`watchdog.max_silver_trade_age_seconds` (counted from the open when the session is younger).
 """,
 )
 def stream_watchdog():
     python_job("check_stream", "spark_jobs.watchdog", timeout=timedelta(minutes=3))
+    python_job("check_silver_freshness", "spark_jobs.freshness", timeout=timedelta(minutes=3))
 
 
 stream_watchdog()

@@ -30,7 +30,7 @@ EXPECTED_DAGS = {
                  ["dbt", "gold", "warehouse"]),
     "data_quality": ("25 * * * *", ["check_silver_trades"], 0, ["quality", "silver"]),
     "historical_backfill": (None, ["backfill", "backfill_arguments"], 2, ["backfill", "lakehouse", "spark"]),
-    "stream_watchdog": ("*/5 * * * *", ["check_stream"], 0, ["monitoring", "stream"]),
+    "stream_watchdog": ("*/5 * * * *", ["check_silver_freshness", "check_stream"], 0, ["monitoring", "stream"]),
     "reprocess": (None, ["index_silver_changes", "rebuild_gold", "rebuild_silver", "refresh_warehouse_silver",
                          "reprocess_arguments"], 2,
                   ["gold", "lakehouse", "spark"]),

@@ -98,6 +98,22 @@ def test_next_open_when_open_is_now(regular, extended):
     assert extended.next_open(ny(2026, 11, 25, 20, 0)) == ny(2026, 11, 27, 4, 0)
 
 
+def test_open_since_and_last_close(regular, extended):
+    # Open: since the session's open; closed: since the last close (a half day's 13:00, across Thanksgiving).
+    assert regular.open_since(ny(2026, 11, 30, 11, 15)) == ny(2026, 11, 30, 9, 30)
+    assert regular.open_since(ny(2026, 11, 30, 16, 0)) is None and regular.last_close(ny(2026, 11, 30, 11, 0)) is None
+    assert regular.last_close(ny(2026, 11, 28, 12, 0)) == ny(2026, 11, 27, 13, 0)
+    assert regular.last_close(ny(2026, 11, 26, 12, 0)) == ny(2026, 11, 25, 16, 0)
+    assert extended.open_since(ny(2026, 11, 30, 5, 0)) == ny(2026, 11, 30, 4, 0)
+    assert extended.last_close(ny(2026, 11, 30, 21, 0)) == ny(2026, 11, 30, 20, 0)
+    assert {regular.open_since(ny(2026, 11, 30, 11, 15)).utcoffset(),
+            regular.last_close(ny(2026, 11, 28, 12, 0)).utcoffset()} == {timedelta(0)}
+    # With the calendar ignored the market always was open.
+    always = MarketHours(session="always")
+    assert always.open_since(ny(2026, 11, 28, 3, 0)) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert always.last_close(ny(2026, 11, 28, 3, 0)) is None
+
+
 def test_always_ignores_the_calendar():
     always = MarketHours(session="always")
     for at in (ny(2026, 12, 25, 3, 0), ny(2026, 11, 28, 23, 59), ny(1900, 1, 1, 0, 0), ny(2200, 1, 1, 0, 0)):

@@ -15,12 +15,16 @@ The orchestrator (bench/run.py) fills the results dict:
      "compaction": [{"partition": "date=2026-01-05/hour=14", "files_before": int, "files_after": int,
                      "bytes_before": int, "bytes_after": int}, ...],
      "query_seconds": {"before": float, "after": float},                     # a Silver query, before/after compaction
-     "memory_mib": {role: float, ...}}                                       # peak resident memory per process role
+     "memory_mib": {role: float, ...},                                       # peak resident memory per process role
+     "breakdown": {phase: {query: {...}}},                                   # bench/breakdown.batch_breakdown
+     "delta_commit_ms": {table: {"commits": int, "median_ms": int, "max_ms": int}}}
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
+
+from bench.breakdown import HEADER, markdown_rows
 
 MIB = 1024 * 1024
 
@@ -76,6 +80,15 @@ def markdown(results: dict) -> str:
         lines += [f"| {part['partition']} | {part['files_before']:,} -> {part['files_after']:,} "
                   f"| {part['bytes_before'] / MIB:,.1f} -> {part['bytes_after'] / MIB:,.1f} |"
                   for part in results["compaction"]]
+    if results.get("breakdown"):
+        lines += ["", "Where a batch's time goes: mean ms per data batch (bench/breakdown.py).", "", *HEADER]
+        for phase, breakdown in results["breakdown"].items():
+            lines += markdown_rows(phase, breakdown)
+    if results.get("delta_commit_ms"):
+        lines += ["", "| Table (catch-up) | Commits | Delta commit after the batch's files, median ms | max ms |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {table} | {row['commits']:,} | {row['median_ms']} | {row['max_ms']} |"
+                  for table, row in results["delta_commit_ms"].items()]
     if results.get("memory_mib"):
         lines += ["", "| Process | Peak MiB |", "|---|---:|"]
         lines += [f"| {role} | {mib:,.1f} |" for role, mib in results["memory_mib"].items()]

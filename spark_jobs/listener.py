@@ -71,7 +71,22 @@ def progress_record(progress) -> dict:
     observed = (getattr(progress, "observedMetrics", None) or {}).get(parse_observation_name(progress.name))
     if observed is not None:
         record["rows_quarantined"] = int(observed["rows_quarantined"] or 0)
+    record.update(time_breakdown(progress))
     return record
+
+
+def time_breakdown(progress) -> dict:
+    """Where the batch's time went, when Spark reports it: `duration_ms` (Spark's durationMs: latestOffset,
+    queryPlanning, addBatch, walCommit, commitOffsets, triggerExecution, ...) and `state_commit_ms` (the state
+    stores' commit, part of addBatch). Progress objects without them (fakes) add nothing."""
+    breakdown = {}
+    durations = getattr(progress, "durationMs", None)
+    if durations:
+        breakdown["duration_ms"] = {name: int(ms) for name, ms in sorted(durations.items())}
+    commits = [getattr(op, "commitTimeMs", None) for op in progress.stateOperators or []]
+    if commits and all(ms is not None for ms in commits):
+        breakdown["state_commit_ms"] = int(sum(commits))
+    return breakdown
 
 
 def batch_record(progress, record: dict | None = None) -> dict:

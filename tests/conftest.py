@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 
 from conf.settings import load_settings
 from tests import durations
+
+# pyspark 4.2's Spark Connect package (imported by Great Expectations) takes a __main__ without __spec__ or __file__
+# for its own doctest runner and exits the process when Connect's extras are missing. pytest-xdist's workers run
+# with exactly such a __main__; give it the file name a normal run has.
+if getattr(sys.modules["__main__"], "__spec__", None) is None and not hasattr(sys.modules["__main__"], "__file__"):
+    sys.modules["__main__"].__file__ = sys.argv[0] or "pytest"
 
 # Every JVM the tests start (the warm session, spark-submit, Airflow's tasks, the cluster's executors) compiles
 # with C1 only: a test's JVM lives for seconds to minutes on small data, where C2's compile work never pays back.

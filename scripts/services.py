@@ -224,7 +224,8 @@ log.retention.ms={self.settings.kafka.retention_ms}
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             result = subprocess.run(  # noqa: S603 - argv list, no shell; java from PATH as for the broker
                 ["java", "-cp", self.classpath(), f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",  # noqa: S607
-                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config)],
+                 # --cluster-id=ID, not "-t ID": an id starting with "-" (urlsafe base64 can) reads as an option.
+                 "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.config)],
                 capture_output=True, text=True)
             if result.returncode != 0:
                 raise ServiceError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")

@@ -153,9 +153,21 @@ def partition_predicate(stats: PartitionStats) -> str:
 
 # ------------------------------------------------------------------------------------------ conflicts and retry
 
+def delta_conflict_types() -> tuple[type, ...]:
+    """The Python exceptions delta-spark converts its conflicts to once `delta` is imported (it patches pyspark's
+    conversion; since Delta 4.4 they keep no link to the JVM exception, so the checks below cannot see them)."""
+    from delta.exceptions import base
+
+    return (base.DeltaConcurrentModificationException, base.ConcurrentWriteException, base.MetadataChangedException,
+            base.ProtocolChangedException, base.ConcurrentAppendException, base.ConcurrentDeleteReadException,
+            base.ConcurrentDeleteDeleteException, base.ConcurrentTransactionException)
+
+
 def is_concurrent_modification(exc: BaseException) -> bool:
     """Whether a Spark/Delta error is one of Delta's optimistic-concurrency conflicts (worth a retry): the JVM
     exception or any of its causes, its SQLSTATE, or (when the JVM side is gone) a conflict class in its text."""
+    if isinstance(exc, delta_conflict_types()):
+        return True
     java_exc = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
     if java_exc is not None:
         from py4j.java_gateway import is_instance_of

@@ -8,7 +8,7 @@ days (default maintenance.bronze_retention_days, 730). Quarantine gets the same 
 raw records too (those that broke the contract), partitioned the same way by Kafka time, and keeping them longer
 than Bronze itself would serve nothing. Silver is never touched: it is the curated history Gold is built from.
 
-The DELETE's predicate is on the partition column only (`date < :cutoff`, the date a bound parameter), so Delta
+The DELETE's predicate is on the partition column only (`date < 'YYYY-MM-DD'`, the date parsed first), so Delta
 removes whole files in one metadata-only commit and rewrites nothing; the files themselves disappear at the next
 VACUUM past its retention (spark_jobs/vacuum.py). The table's location is spelled into the statement (a Delta
 path cannot be a parameter), so it is checked as a plain s3a:// lake path first (conf.identifiers.lake_uri). N
@@ -68,11 +68,12 @@ def table_uri(settings: Settings, entity: str, layer: str) -> str:
 
 def delete_before(spark, uri: str, cutoff: str) -> list:
     """DELETE the rows dated before `cutoff` (YYYY-MM-DD) from the Delta table at `uri`; the result rows.
-    The location is checked again here and the date is a bound parameter: nothing unchecked reaches the SQL."""
+    The location is checked again here and the date is rebuilt from a parsed date: nothing unchecked reaches the
+    SQL. (Not a bound parameter: Delta 4.4 on Spark 4.2 leaves a named parameter in DELETE unbound.)"""
     table = lake_uri(uri, "table")
-    day = date.fromisoformat(cutoff).isoformat()  # ValueError for anything but a date
-    statement = f"DELETE FROM delta.`{table}` WHERE date < :cutoff"  # noqa: S608 - checked location, bound date
-    return spark.sql(statement, args={"cutoff": day}).collect()
+    day = date.fromisoformat(cutoff).isoformat()  # ValueError for anything but a date; only digits and dashes
+    statement = f"DELETE FROM delta.`{table}` WHERE date < '{day}'"  # noqa: S608 - checked location, parsed date
+    return spark.sql(statement).collect()
 
 
 def apply_retention(spark, settings: Settings, entity: str, layer: str, cutoff: str) -> dict:

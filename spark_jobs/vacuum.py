@@ -111,6 +111,9 @@ def run(spark, settings: Settings, args: argparse.Namespace) -> dict:
     hours = args.retention_hours
     confs = {
         "spark.databricks.delta.vacuum.logging.enabled": "true",
+        # Delta 4.4 ignores a VACUUM's retention (other than 0) by default and uses the table's property instead:
+        # maintenance.vacuum_retention_hours must be the retention applied.
+        "spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false",
         "spark.sql.sources.parallelPartitionDiscovery.parallelism":
             str(max(1, spark.sparkContext.defaultParallelism)),
     }

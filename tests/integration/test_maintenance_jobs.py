@@ -255,6 +255,7 @@ def test_vacuum_deletes_unreferenced_files_older_than_the_retention_only_and_kee
         assert history[1]["operationParameters"]["retentionCheckEnabled"] == "true"
         assert history[1]["operationParameters"]["specifiedRetentionMillis"] == str(168 * 3600 * 1000)
     assert spark.conf.get("spark.databricks.delta.vacuum.logging.enabled", None) is None
+    assert spark.conf.get("spark.databricks.delta.vacuum.retentionWindowIgnore.enabled", None) is None
 
     # The job file refuses a retention below Delta's safety minimum, before touching anything (and before any JVM).
     refused = subprocess.run([sys.executable, str(REPO / "spark_jobs" / "vacuum.py"), "--retention-hours", "1"],

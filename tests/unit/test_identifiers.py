@@ -254,12 +254,12 @@ def test_retention_refuses_a_bad_location_or_date_before_any_sql(uri, cutoff):
     assert spark.statements == []
 
 
-def test_retention_binds_the_date_and_checks_the_location():
+def test_retention_spells_only_a_parsed_date_and_a_checked_location():
     from spark_jobs import retention
 
     class Spark:
-        def sql(self, statement, args):
-            self.seen = (statement, args)
+        def sql(self, statement):
+            self.seen = statement
             return self
 
         def collect(self):
@@ -267,8 +267,10 @@ def test_retention_binds_the_date_and_checks_the_location():
 
     spark = Spark()
     assert retention.delete_before(spark, "s3a://lakehouse/bronze/trades", "2024-01-06") == []
-    assert spark.seen == ("DELETE FROM delta.`s3a://lakehouse/bronze/trades` WHERE date < :cutoff",
-                          {"cutoff": "2024-01-06"})
+    assert spark.seen == "DELETE FROM delta.`s3a://lakehouse/bronze/trades` WHERE date < '2024-01-06'"
+    for hostile in ("2024-01-06' OR '1'='1", "2024-1-6", "yesterday"):
+        with pytest.raises(ValueError):
+            retention.delete_before(spark, "s3a://lakehouse/bronze/trades", hostile)
 
 
 def test_retention_exits_2_on_a_hostile_bucket_before_starting_spark(monkeypatch, capsys):

@@ -145,7 +145,9 @@ def test_storage_options_follow_the_lake_settings(monkeypatch):
 
 
 def delta_conflict(spark, java_class: str):
-    """A real Delta conflict exception from the JVM, as pyspark hands it to Python."""
+    """A real Delta conflict exception from the JVM, as pyspark hands it to Python in the jobs: with delta-spark
+    imported, which converts its conflicts to its own Python exceptions."""
+    import delta.tables  # noqa: F401 (installs Delta's conversion, as every job's import of it does)
     from pyspark.errors.exceptions.captured import convert_exception
 
     jvm_exception = getattr(spark.sparkContext._jvm, java_class)(

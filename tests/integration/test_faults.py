@@ -29,6 +29,7 @@ from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from pyspark.sql import functions as F
 
+from spark_jobs.exactly_once import parse_marker
 from spark_jobs.report import account
 from spark_jobs.transforms import TRADES
 from spark_jobs.watchdog import list_checkpoint
@@ -125,16 +126,23 @@ class Kill:
 
 
 def commit_batch_ids(store, settings, layer: str, app_prefix: str) -> Counter:
-    """Batch id -> how many commits of the layer's table carry it: the txn action the stream writes with each
-    commit (foreachBatch: txnAppId <app_prefix>-<query id>; the Delta sink: the query id)."""
+    """Batch id -> how many commits of the layer's table carry it: the batch marker of spark_jobs/exactly_once.py
+    (commitInfo.userMetadata of the foreachBatch appends, app <app_prefix>-<query id>) or the txn action (the first
+    batch of a run's foreachBatch appends: txnAppId <app_prefix>-<query id>; the Delta sink: the query id)."""
     batches: Counter = Counter()
     for version in delta_versions(store, settings, layer):
         body = store.get_object(Bucket=settings.lake.bucket,
                                 Key=f"{layer}/trades/_delta_log/{version:020d}.json")["Body"].read().decode()
+        in_commit = set()
         for line in body.splitlines():
-            txn = json.loads(line).get("txn")
+            action = json.loads(line)
+            txn = action.get("txn")
             if txn and txn["appId"].startswith(app_prefix):
-                batches[txn["version"]] += 1
+                in_commit.add(txn["version"])
+            marker = parse_marker(action.get("commitInfo", {}).get("userMetadata"))
+            if marker and marker[0].startswith(app_prefix):
+                in_commit.add(marker[1])
+        batches.update(in_commit)
     return batches
 
 

@@ -8,11 +8,10 @@ the newest add.modificationTime): the log listing, conflict check and commit-fil
 """
 from __future__ import annotations
 
-import json
 import statistics
 from typing import Any
 
-from bench.latency import commit_keys
+from bench.latency import commit_keys, read_commit
 from spark_jobs.listener import read_progress
 
 # Spark's durationMs keys in the order a batch runs them; triggerExecution is the batch's whole time.
@@ -50,18 +49,10 @@ def batch_breakdown(log_text: str) -> dict[str, dict[str, Any]]:
 
 def commit_after_files_ms(text: str) -> int | None:
     """How long a commit came after its newest data file (None for a commit that adds no file)."""
-    committed, written = None, []
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        action = json.loads(line)
-        if "commitInfo" in action:
-            committed = action["commitInfo"]["timestamp"]
-        if "add" in action and action["add"].get("dataChange"):
-            written.append(action["add"]["modificationTime"])
-    if committed is None or not written:
+    committed, adds = read_commit(text)
+    if committed is None or not adds:
         return None
-    return int(committed) - max(written)
+    return int(committed) - max(add["modificationTime"] for add in adds)
 
 
 def delta_commit_ms(s3_client: Any, bucket: str, table_prefix: str) -> dict[str, Any]:

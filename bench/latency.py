@@ -36,9 +36,10 @@ def commit_keys(s3_client: Any, bucket: str, table_prefix: str) -> list[str]:
     return sorted(keys)
 
 
-def commit_actions(text: str) -> tuple[int, list[str]]:
-    """A commit's timestamp (epoch ms) and the table-relative paths of the files it adds as new data."""
-    timestamp, paths = None, []
+def read_commit(text: str) -> tuple[int | None, list[dict]]:
+    """A commit file's commitInfo.timestamp (epoch ms; None when absent) and the add actions it makes as new data
+    (dataChange true; compaction's rearrangements left out)."""
+    timestamp, adds = None, []
     for line in text.splitlines():
         if not line.strip():
             continue
@@ -47,10 +48,16 @@ def commit_actions(text: str) -> tuple[int, list[str]]:
             timestamp = action["commitInfo"]["timestamp"]
         add = action.get("add")
         if add and add.get("dataChange") is True:
-            paths.append(unquote(add["path"]))
+            adds.append(add)
+    return timestamp, adds
+
+
+def commit_actions(text: str) -> tuple[int, list[str]]:
+    """A commit's timestamp (epoch ms) and the table-relative paths of the files it adds as new data."""
+    timestamp, adds = read_commit(text)
     if timestamp is None:
         raise ValueError("Delta commit without commitInfo.timestamp")
-    return int(timestamp), paths
+    return int(timestamp), [unquote(add["path"]) for add in adds]
 
 
 def timestamps_ms(column: pa.ChunkedArray) -> Iterator[int]:

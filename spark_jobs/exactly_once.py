@@ -94,6 +94,9 @@ class BatchAppends:
             if last is not None and batch_id <= last:
                 log.info(json.dumps({"event": "replayed_batch_skipped", "table": self.path, "app": self.app_id,
                                      "batch_id": batch_id, "last_committed": last}))
+                # Still run the batch, writing nothing: a stateful query (Silver's dedup) must commit the batch's
+                # state version, or Spark fails the batch (STATE_STORE_COMMIT_VALIDATION_FAILED).
+                df.write.format("noop").mode("overwrite").save()
                 return False
             # Delta's own check, once: batches committed with txnAppId before the markers existed.
             writer = writer.option("txnAppId", self.app_id).option("txnVersion", batch_id)

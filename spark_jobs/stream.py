@@ -179,6 +179,19 @@ def bronze_writer(settings: Settings, entity: Entity, schema: dict):
     return write_batch
 
 
+def silver_writer(settings: Settings, entity: Entity):
+    silver_path = settings.lake_uri(entity.table("silver"))
+    appends: dict[str, BatchAppends] = {}
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
+        if not query_id:
+            raise RuntimeError("streaming query id unavailable in foreachBatch; refusing a non-idempotent write")
+        appends.setdefault(query_id, BatchAppends(silver_path, query_id)).append(batch, batch_id)
+
+    return write_batch
+
+
 def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigger: dict,
                   fail_on_data_loss: bool = True) -> list:
     schema = load_contract(entity.schema_name)
@@ -205,12 +218,14 @@ def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigg
     parsed = parsed.observe(parse_observation_name(silver_name), F.count(F.lit(1)).alias("rows_parsed"),
                             F.count_if(F.size("reasons") > 0).alias("rows_quarantined"))
     silver = deduplicate(silver_rows(parsed, entity), entity, settings.stream.watermark_delay)
+    # foreachBatch, not Delta's sink: the same exactly-once appends as Bronze (appId = the query id, the sink's own,
+    # so a checkpoint written by the sink continues exactly). The batch is written once: its dedup state and the
+    # parse observation run once (Spark hands foreachBatch the incremental execution's own RDD).
     silver_query = (silver.writeStream.queryName(silver_name)
-                    .format("delta").outputMode("append")
-                    .partitionBy(*PARTITION_COLUMNS)
+                    .foreachBatch(silver_writer(settings, entity)).outputMode("append")
                     .option("checkpointLocation", settings.lake_uri(entity.checkpoint("silver")))
                     .trigger(**trigger)
-                    .start(settings.lake_uri(entity.table("silver"))))
+                    .start())
     return [bronze_query, silver_query]
 
 

@@ -14,7 +14,9 @@ import io
 import json
 import math
 import re
-from typing import Any, Iterable, Iterator
+import threading
+import time
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -69,12 +71,20 @@ def timestamps_ms(column: pa.ChunkedArray) -> Iterator[int]:
         yield value * multiply // divide
 
 
-def commit_latencies_ms(s3_client: Any, bucket: str, table_prefix: str, since_ms: int | None = None) -> list[int]:
-    """commit time - Kafka time in ms for every row the table's commits added, oldest commit first."""
+def commit_latencies_ms(s3_client: Any, bucket: str, table_prefix: str, since_ms: int | None = None,
+                        visible_ms: Callable[[int], int | None] | None = None) -> list[int]:
+    """commit time - Kafka time in ms for every row the table's commits added, oldest commit first. With
+    `visible_ms` (table version -> when a reader first saw it), that time instead of the commit's."""
     table_prefix = table_prefix.strip("/")
     latencies: list[int] = []
     for key in commit_keys(s3_client, bucket, table_prefix):
         committed_ms, paths = commit_actions(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read().decode())
+        if visible_ms is not None and paths:
+            version = int(key.rsplit("/", 1)[-1].removesuffix(".json"))
+            seen = visible_ms(version)
+            if seen is None:
+                raise ValueError(f"version {version} of {table_prefix} was never seen by the reader")
+            committed_ms = seen
         for path in paths:
             if "://" in path:
                 raise ValueError(f"{key} adds a file outside the table ({path}): not supported")
@@ -83,6 +93,42 @@ def commit_latencies_ms(s3_client: Any, bucket: str, table_prefix: str, since_ms
             latencies += [committed_ms - sent_ms for sent_ms in timestamps_ms(column)
                           if since_ms is None or sent_ms >= since_ms]
     return latencies
+
+
+class LiveTailPoller(threading.Thread):
+    """Reads Silver as the dashboard does (dashboard.live_tail.LiveTail, from `cutoff` on) every `interval`
+    seconds, its refresh, and records when each Silver version became visible there: a trade's latency to the
+    dashboard is that moment - its Kafka time."""
+
+    def __init__(self, tail: Any, cutoff: Any, interval: float):
+        super().__init__(name="live-tail-poller", daemon=True)
+        self.tail, self.cutoff, self.interval = tail, cutoff, interval
+        self.seen: list[tuple[int, int]] = []   # (version read, epoch ms when the read returned)
+        self.errors: list[str] = []
+        self._stopping = threading.Event()
+
+    def poll(self) -> None:
+        self.tail.minutes(self.cutoff)
+        self.seen.append((self.tail.version, int(time.time() * 1000)))
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.poll()
+            except Exception as exc:  # noqa: BLE001 - reported by stop(), the bench fails on it
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stopping.wait(self.interval)
+
+    def stop(self) -> None:
+        """Stop polling, after one last read (everything committed so far becomes visible); raise on errors."""
+        self._stopping.set()
+        self.join()
+        self.poll()
+        if self.errors:
+            raise RuntimeError(f"the live tail failed {len(self.errors)} times; first: {self.errors[0]}")
+
+    def visible_ms(self, version: int) -> int | None:
+        return next((at for read, at in self.seen if read >= version), None)
 
 
 def percentiles(values: Iterable[float], ps: Iterable[float] = (50, 95, 99)) -> dict[str, float]:

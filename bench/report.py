@@ -12,6 +12,7 @@ The orchestrator (bench/run.py) fills the results dict:
                    "settings": str}, ...],                                   # how this one was measured
      "stepped_rate": [{"offered_per_second": float, "processed_per_second": float, "lag_end": int}, ...],
      "latency_ms": {"p50": int, "p95": int, "p99": int, "count": int},
+     "dashboard_latency_ms": {"p50": int, "p95": int, "p99": int, "count": int},  # to the dashboard's live tail
      "compaction": [{"partition": "date=2026-01-05/hour=14", "files_before": int, "files_after": int,
                      "bytes_before": int, "bytes_after": int}, ...],
      "query_seconds": {"before": float, "after": float},                     # a Silver query, before/after compaction

@@ -12,8 +12,11 @@ from typing import Any, Callable, Hashable
 
 import streamlit as st
 
-from conf.settings import Section, Settings, load_settings
-from dashboard import queries, views
+from conf.settings import Settings, load_settings
+from dashboard import live_tail, queries, views
+from dashboard.live_tail import LiveMinutes
+from spark_jobs.maintenance import credentialed_storage_options, delta_rs_uri
+from spark_jobs.transforms import TRADES
 
 # Stable keys: tests and users find the page's parts by them (CSS class st-key-<key> in the browser).
 SYMBOL_KEY, INTERVAL_KEY = "symbol", "interval"
@@ -30,6 +33,33 @@ def _warehouse(settings: Settings) -> queries.Warehouse:
     if settings.warehouse.target == "snowflake":
         return _shared_snowflake()
     return queries.open_warehouse(settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _shared_tail(uri: str) -> live_tail.LiveTail:
+    """One live tail per Silver table for every session of this server (it keeps Silver's minutes current)."""
+    return live_tail.LiveTail(uri, credentialed_storage_options(load_settings()))
+
+
+def _live_minutes(warehouse: queries.Warehouse, settings: Settings) -> tuple[LiveMinutes | None, str]:
+    """(the open minutes read from Silver, None when off or unreadable; a caption saying which)."""
+    if not settings.dashboard.live_tail:
+        return None, ""
+    try:
+        basis = queries.load_tail_basis(warehouse)
+        if basis is None:
+            return None, ""
+        tail = _shared_tail(delta_rs_uri(settings, TRADES.table("silver")))
+        exchange, zone = live_tail.dbt_calendar_vars()
+        calendar = live_tail.Calendar(exchange, zone, basis.calendars, basis.trading_days)
+        minutes = live_tail.with_sessions(tail.minutes(basis.cutoff), calendar)
+    except (queries.WarehouseBusy, queries.WarehouseEmpty):
+        return None, ""
+    except Exception as error:  # noqa: BLE001 - the lake unreachable, no credentials: Gold alone, and say why
+        return None, f"Live minutes unavailable ({queries.first_line(error)}): showing Gold only."
+    caption = (f"Gold through {basis.cutoff:%Y-%m-%d %H:%M} UTC; the minutes from then on live from Silver "
+               f"(version {tail.version}).")
+    return LiveMinutes(basis, calendar, minutes), caption
 
 
 def _fresh_or_last_good(key: Hashable, load: Callable[[], Any]) -> tuple[Any, bool]:
@@ -82,7 +112,8 @@ def _overview(market: queries.Market, per_row: int = 8) -> None:
                 column.metric(row["symbol"], views.price(row["last_price"]), delta=views.kpi_delta(row))
 
 
-def _live(warehouse: queries.Warehouse, dashboard: Section) -> None:
+def _live(warehouse: queries.Warehouse, settings: Settings) -> None:
+    dashboard = settings.dashboard
     try:
         market, stale = _fresh_or_last_good("market", lambda: queries.load_market(warehouse))
     except queries.WarehouseEmpty as reason:
@@ -91,6 +122,9 @@ def _live(warehouse: queries.Warehouse, dashboard: Section) -> None:
     if market is None:
         _show_rebuilding(None)
         return
+    live, live_caption = _live_minutes(warehouse, settings) if not stale else (None, "")
+    if live is not None:
+        market = live.market(market)
 
     label, colour = views.freshness(market.latest_row_time, datetime.now(timezone.utc),
                                     dashboard.freshness_red_after_seconds)
@@ -112,6 +146,8 @@ def _live(warehouse: queries.Warehouse, dashboard: Section) -> None:
     try:
         detail, detail_stale = _fresh_or_last_good(
             (symbol, interval), lambda: queries.load_symbol(warehouse, symbol, interval, dashboard.candles_limit))
+        if live is not None and detail is not None:
+            detail = live.detail(detail, dashboard.candles_limit)
     except queries.WarehouseEmpty as reason:
         _show_empty(reason)
         return
@@ -143,7 +179,7 @@ def _live(warehouse: queries.Warehouse, dashboard: Section) -> None:
         with st.container(key="volatility-chart"):
             st.plotly_chart(views.volatility_figure(detail.volatility, symbol), config={"displaylogo": False})
     st.caption(f"Read from {warehouse.description} at {market.read_at:%H:%M:%S} UTC; "
-               f"refreshes every {dashboard.refresh_seconds} s.")
+               f"refreshes every {dashboard.refresh_seconds} s. {live_caption}".rstrip())
 
 
 def main() -> None:
@@ -156,7 +192,7 @@ def main() -> None:
     except ValueError as error:  # a bad setting or Snowflake connection setting: one line naming it
         st.error(f"Configuration error: {error}")
         st.stop()
-    st.fragment(run_every=settings.dashboard.refresh_seconds)(_live)(warehouse, settings.dashboard)
+    st.fragment(run_every=settings.dashboard.refresh_seconds)(_live)(warehouse, settings)
 
 
 main()

@@ -15,7 +15,7 @@ import os
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
@@ -85,7 +85,7 @@ class _DuckDBReader:
             return self._connection.execute(sql, list(params)).df()
         except duckdb.CatalogException as exc:
             # Tables appear with the first `dbt build`: before it, the file may exist without them.
-            raise WarehouseEmpty(f"a Gold table is missing: {_first_line(exc)}") from None
+            raise WarehouseEmpty(f"a Gold table is missing: {first_line(exc)}") from None
 
 
 class DuckDBWarehouse(Warehouse):
@@ -128,7 +128,7 @@ class _SnowflakeReader:
             self._cursor.execute(sql, list(params))
         except ProgrammingError as exc:
             if exc.errno == SNOWFLAKE_TABLE_MISSING:
-                raise WarehouseEmpty(f"a Gold table is missing: {_first_line(exc)}") from None
+                raise WarehouseEmpty(f"a Gold table is missing: {first_line(exc)}") from None
             raise
         columns = [column[0].lower() for column in self._cursor.description]
         return pd.DataFrame(self._cursor.fetchall(), columns=columns)
@@ -178,7 +178,7 @@ def open_warehouse(settings: Settings, environ: Mapping[str, str] | None = None)
     return DuckDBWarehouse(env.get(DUCKDB_PATH_ENV) or DEFAULT_DUCKDB_PATH)
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0]
 
 
@@ -226,7 +226,8 @@ def candles(reader: Reader, symbol: str, interval: str, limit: int) -> pd.DataFr
     """The latest `limit` candles of one symbol at 1m, 1h or 1d, oldest first. period_start is a timestamp (naive
     UTC for 1m / 1h, midnight of the New York trading date for 1d); session is the candle's (pre, regular, post,
     closed or continuous; 1d bars are the regular session); session_vwap is the VWAP of the trading date
-    up to and including the candle (over all its candles, also those before the first one returned)."""
+    up to and including the candle (over all its candles, also those before the first one returned), from the
+    running sums session_notional / session_volume (the live tail continues them)."""
     table, start = CANDLE_TABLES[check_interval(interval)]
     # The daily bar is the regular session (fct_candles_1d); intraday candles carry theirs (pre, post: shaded).
     session_column = "'regular'" if interval == "1d" else "session"
@@ -239,7 +240,8 @@ def candles(reader: Reader, symbol: str, interval: str, limit: int) -> pd.DataFr
         select * from (
             select {start} as period_start, trading_date, {session_column} as session, open, high, low, close,
                    volume, vwap, trade_count,
-                   sum(notional) {session} / nullif(sum(volume) {session}, 0) as session_vwap
+                   sum(notional) {session} / nullif(sum(volume) {session}, 0) as session_vwap,
+                   notional, sum(notional) {session} as session_notional, sum(volume) {session} as session_volume
             from {table}
             where symbol = ?
             order by period_start desc
@@ -304,6 +306,41 @@ def freshness(reader: Reader) -> pd.Timestamp | None:
     return None if pd.isna(latest) else pd.Timestamp(latest)
 
 
+def minutes_through(reader: Reader) -> pd.Timestamp | None:
+    """Start (naive UTC) of Gold's newest 1-minute candle: the live tail's cutoff. None when Gold has none."""
+    latest = reader.frame("select max(candle_start) as latest from fct_candles_1m")["latest"].iloc[0]
+    return None if pd.isna(latest) else pd.Timestamp(latest)
+
+
+def day_parts(reader: Reader, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Per symbol and trading date (from the day before the cutoff's on), the daily bar of Gold's 1-minute candles
+    before the cutoff: the regular session's, a 24/7 symbol's whole day, as fct_candles_1d builds it."""
+    return reader.frame("""
+        select symbol, trading_date, min_by(open, candle_start) as open, max(high) as high, min(low) as low,
+               max_by(close, candle_start) as close, sum(volume) as volume, sum(notional) as notional,
+               sum(trade_count) as trade_count
+        from fct_candles_1m
+        where session in ('regular', 'continuous') and candle_start < ? and trading_date >= ?
+        group by symbol, trading_date
+        order by symbol, trading_date""", [cutoff.to_pydatetime(), (cutoff - pd.Timedelta(days=1)).date()])
+
+
+def trading_days(reader: Reader, first: date) -> pd.DataFrame:
+    """dim_date from `first` on: each date's regular session (naive UTC; null on a day without one) and previous
+    trading date."""
+    return reader.frame("""
+        select date_day, session_open_utc, session_close_utc, previous_trading_date
+        from dim_date
+        where date_day >= ?
+        order by date_day""", [first])
+
+
+def symbol_calendars(reader: Reader) -> dict[str, str]:
+    """Each Gold symbol's market calendar (fct_symbol_kpi.market_calendar: XNYS, 24/7, ...)."""
+    frame = reader.frame("select symbol, market_calendar from fct_symbol_kpi")
+    return dict(zip(frame["symbol"], frame["market_calendar"]))
+
+
 # --------------------------------------------------------------------------------- what one refresh of the app reads
 
 @dataclass(frozen=True)
@@ -337,6 +374,27 @@ def load_market(warehouse: Warehouse) -> Market:
         market = Market(kpis=kpi, symbols=symbols(reader), top_movers=top_movers(reader), treemap=treemap(reader),
                         latest_row_time=freshness(reader), read_at=datetime.now(timezone.utc))
     return market
+
+
+@dataclass(frozen=True)
+class TailBasis:
+    """What the live tail needs from Gold (dashboard/live_tail.py), from one read: the cutoff minute, Gold's day bars
+    before it, the trading days from the day before it and the symbols' calendars."""
+    cutoff: pd.Timestamp
+    day_parts: pd.DataFrame
+    trading_days: pd.DataFrame
+    calendars: dict[str, str]
+
+
+def load_tail_basis(warehouse: Warehouse) -> TailBasis | None:
+    """None when Gold has no 1-minute candle yet."""
+    with warehouse.read() as reader:
+        cutoff = minutes_through(reader)
+        if cutoff is None:
+            return None
+        return TailBasis(cutoff=cutoff, day_parts=day_parts(reader, cutoff),
+                         trading_days=trading_days(reader, (cutoff - pd.Timedelta(days=7)).date()),
+                         calendars=symbol_calendars(reader))
 
 
 def load_symbol(warehouse: Warehouse, symbol: str, interval: str, limit: int) -> SymbolDetail:

@@ -49,7 +49,8 @@ from conf.settings import ConfigError, Settings, load_contract, load_settings  #
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
 from spark_jobs.maintenance import is_closed  # noqa: E402
 from spark_jobs.maintenance import parse_utc as parse_now  # noqa: E402
-from spark_jobs.maintenance import storage_options as lake_storage_options  # noqa: E402
+from spark_jobs.maintenance import credentialed_storage_options as storage_options  # noqa: E402
+from spark_jobs.maintenance import delta_rs_uri  # noqa: E402
 from spark_jobs.transforms import ENTITIES, PARTITION_COLUMNS, Entity  # noqa: E402
 
 LOGGER_NAME = "stocklake.data_quality"
@@ -150,20 +151,7 @@ def table_partitions(partition_values: Iterable[dict[str, str | None]]) -> tuple
 # ---- reading Silver ---------------------------------------------------------------------------------------------
 
 def delta_uri(settings: Settings, entity: Entity) -> str:
-    # delta-rs speaks s3://, Spark's Hadoop connector s3a://: same bucket and key.
-    return "s3://" + settings.lake_uri(entity.table("silver")).removeprefix("s3a://")
-
-
-def storage_options(settings: Settings) -> dict[str, str]:
-    access_key, secret_key = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if not access_key or not secret_key:
-        raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set in the environment "
-                          "(for the local stack: `source .lake/env.sh`)")
-    options = {**lake_storage_options(settings), "AWS_ACCESS_KEY_ID": access_key,
-               "AWS_SECRET_ACCESS_KEY": secret_key}
-    if os.environ.get("AWS_SESSION_TOKEN"):
-        options["AWS_SESSION_TOKEN"] = os.environ["AWS_SESSION_TOKEN"]
-    return options
+    return delta_rs_uri(settings, entity.table("silver"))
 
 
 def open_table(settings: Settings, entity: Entity):

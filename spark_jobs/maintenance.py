@@ -222,6 +222,26 @@ def storage_options(settings: Settings) -> dict[str, str]:
     }
 
 
+def credentialed_storage_options(settings: Settings) -> dict[str, str]:
+    """storage_options plus the credentials from AWS_* in the environment, for readers that pass them explicitly;
+    ConfigError when they are not set."""
+    import os
+
+    access_key, secret_key = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not access_key or not secret_key:
+        raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set in the environment "
+                          "(for the local stack: `source .lake/env.sh`)")
+    options = {**storage_options(settings), "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    if os.environ.get("AWS_SESSION_TOKEN"):
+        options["AWS_SESSION_TOKEN"] = os.environ["AWS_SESSION_TOKEN"]
+    return options
+
+
+def delta_rs_uri(settings: Settings, path: str) -> str:
+    """The s3:// URI delta-rs reads a lake path at (Spark's Hadoop connector says s3a://: same bucket and key)."""
+    return "s3://" + settings.lake_uri(path).removeprefix("s3a://")
+
+
 def read_partition_stats(settings: Settings, uri: str) -> tuple[int, dict[tuple[str, str], PartitionStats]]:
     """(table version, files per hour partition) of a Delta table's current snapshot, from its log only."""
     import pyarrow as pa

@@ -9,7 +9,7 @@ from confluent_kafka import Producer
 
 from bench.baseline import per_message_to_object_store
 from bench.kafka_ceiling import consume_all
-from bench.latency import commit_latencies_ms, percentiles
+from bench.latency import LiveTailPoller, commit_latencies_ms, percentiles
 from tests.integration.stack import s3_client
 
 pytestmark = pytest.mark.integration
@@ -86,6 +86,29 @@ def test_commit_latencies_from_the_delta_log(isolated, spark):
     assert sorted(commit_latencies_ms(s3, settings.lake.bucket, table)) == expected
     assert sorted(commit_latencies_ms(s3, settings.lake.bucket, table, since_ms=1_767_625_200_250)) == \
         sorted([committed[0] - 1_767_625_200_250, committed[1] - 1_767_625_201_000])
+    # To a reader: a version counts from when the reader first held it (version 0 seen at t0, version 1 at t1).
+    t0, t1 = 1_767_625_205_000, 1_767_625_207_000
+    seen = {0: t0, 1: t1}
+    assert sorted(commit_latencies_ms(s3, settings.lake.bucket, table, visible_ms=seen.get)) == \
+        sorted([t0 - 1_767_625_200_000, t0 - 1_767_625_200_250, t1 - 1_767_625_201_000])
+    with pytest.raises(ValueError, match="version 1 of silver/trades was never seen by the reader"):
+        commit_latencies_ms(s3, settings.lake.bucket, table, visible_ms={0: t0}.get)
+
+
+def test_the_live_tail_poller_says_when_each_version_became_visible():
+    class Tail:  # a reader whose version moves 3 -> 5 (the real one: tests/integration/test_dashboard_live_tail.py)
+        versions = iter([3, 5])
+        version = None
+
+        def minutes(self, cutoff):
+            self.version = next(self.versions)
+
+    poller = LiveTailPoller(Tail(), cutoff=None, interval=3600)
+    poller.poll()
+    poller.poll()
+    (_, first), (_, second) = poller.seen
+    assert [read for read, _ in poller.seen] == [3, 5] and first <= second
+    assert [poller.visible_ms(v) for v in (2, 3, 4, 5, 6)] == [first, first, second, second, None]
 
 
 def test_percentiles_are_nearest_rank():

@@ -22,6 +22,8 @@ def app_env(monkeypatch):
         monkeypatch.setenv("DBT_DUCKDB_PATH", str(path))
     for name in ("STOCKLAKE_CONFIG", "STOCKLAKE_WAREHOUSE_TARGET"):
         monkeypatch.delenv(name, raising=False)
+    # Gold alone: the live tail reads the lake (tests/integration/test_dashboard_live_tail.py).
+    monkeypatch.setenv("STOCKLAKE_DASHBOARD_LIVE_TAIL", "false")
     return point_at
 
 

@@ -223,8 +223,12 @@ def test_candles_are_the_latest_limit_oldest_first(gold):
     columns = ["open", "high", "low", "close", "volume", "vwap", "trade_count"]
     # session_vwap runs over the whole trading date, also over the candle before the two returned:
     # (19012.5 + 38100) / (100 + 200) = 190.375 at 20:58, unchanged by 20:59's zero volume.
-    assert latest_two == [{"period_start": row["candle_start"], **pick([row], "trading_date", "session", *columns)[0],
-                           "session_vwap": 190.375} for row in GOLD["fct_candles_1m"][1:3]]
+    running = ["session_vwap", "notional", "session_notional", "session_volume"]
+    assert pick(latest_two, "period_start", "trading_date", "session", *columns, *running) == [
+        {"period_start": row["candle_start"], **pick([row], "trading_date", "session", *columns)[0],
+         "session_vwap": 190.375, "notional": row["notional"], "session_notional": 19012.5 + 38100.0 + (
+            row["notional"] if row is GOLD["fct_candles_1m"][2] else 0.0), "session_volume": 300.0}
+        for row in GOLD["fct_candles_1m"][1:3]]
     assert [row["session_vwap"] for row in all_1m] == [190.125, 190.375, 190.375]
     assert [row["period_start"] for row in all_1m] == [ts("2026-11-20 20:57:00"), ts("2026-11-20 20:58:00"),
                                                         ts("2026-11-20 20:59:00")]
@@ -244,7 +248,7 @@ def test_candles_are_the_latest_limit_oldest_first(gold):
     # The daily bar is the regular session's.
     assert {row["session"] for row in daily} == {"regular"}
     assert unknown.empty and list(unknown.columns) == ["period_start", "trading_date", "session", *columns,
-                                                       "session_vwap"]
+                                                       *running]
 
 
 def test_moving_averages_and_volatility_cover_the_latest_minutes_per_window(gold):

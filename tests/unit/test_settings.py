@@ -102,8 +102,9 @@ def test_settings_cli_prints_one_effective_setting_for_scripts_and_airflow_tasks
 
 
 def test_dashboard_defaults_and_overrides():
-    assert dict(load_settings({}).dashboard) == {"port": 8501, "refresh_seconds": 10,
+    assert dict(load_settings({}).dashboard) == {"port": 8501, "refresh_seconds": 5, "live_tail": True,
                                                  "freshness_red_after_seconds": 900, "candles_limit": 390}
+    assert load_settings({"STOCKLAKE_DASHBOARD_LIVE_TAIL": "false"}).dashboard.live_tail is False
     settings = load_settings({"STOCKLAKE_DASHBOARD_PORT": "8600", "STOCKLAKE_DASHBOARD_CANDLES_LIMIT": "60"})
     assert (settings.dashboard.port, settings.dashboard.candles_limit) == (8600, 60)
     # `make dashboard` reads the port through the settings CLI.

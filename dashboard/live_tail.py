@@ -14,6 +14,7 @@ ticker), the exchange's sessions from dim_date, and the dbt vars exchange_calend
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -52,6 +53,7 @@ class Calendar:
         return self.symbol_calendars.get(symbol) or (TWENTY_FOUR_SEVEN if ":" in symbol else self.exchange)
 
 
+@functools.lru_cache(maxsize=None)  # read once per process, not at every refresh
 def dbt_calendar_vars(path: Path = DBT_PROJECT) -> tuple[str, str]:
     """(exchange_calendar, exchange_timezone) as dbt_project.yml sets them: one definition for Gold and the tail."""
     variables = yaml.safe_load(path.read_text())["vars"]

@@ -10,7 +10,7 @@ them unless --entity picks some. Two queries per entity, each with its own check
   query id, batch id) through spark_jobs/exactly_once.py: a replayed batch is never written twice, and Delta
   rebuilds the table's state for it once per run, not per batch.
 - silver_<entity>: parsed, valid events, deduplicated on event_id within the watermark (RocksDB state), appended
-  to silver/<entity> through Delta's exactly-once streaming sink.
+  to silver/<entity> by a foreachBatch through the same exactly-once appends.
 
 `--trigger available-now` processes everything in Kafka up to now and exits (batch-style catch-up);
 the default `processing-time` runs until stopped (SIGTERM/SIGINT stop it between batches).
@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable, TypeVar
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -56,6 +57,7 @@ from spark_jobs.transforms import (BARS, ENTITIES, PARTITION_COLUMNS, TRADES, En
                                    deduplicate, parse_events, quarantine_rows, silver_rows)
 
 log = logging.getLogger(LOGGER_NAME)
+T = TypeVar("T")
 
 # After the queries stop, how long to wait for their last progress events to reach the listener before the
 # final metrics flush (they normally arrive within milliseconds).
@@ -149,20 +151,32 @@ def add_missing_columns(spark: SparkSession, path: str, schema: StructType) -> l
     return [field.name for field in missing]
 
 
+def appends_per_query(make: Callable[[str], T]) -> Callable[[DataFrame], T]:
+    """A foreachBatch's exactly-once appenders (spark_jobs/exactly_once.py), made by `make` once per streaming query
+    id. The query id survives restarts but changes with a new checkpoint, so a fresh checkpoint never has its
+    batches mistaken for already-written ones."""
+    made: dict[str, T] = {}
+
+    def of(batch: DataFrame) -> T:
+        query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
+        if not query_id:
+            raise RuntimeError("streaming query id unavailable in foreachBatch; refusing a non-idempotent write")
+        if query_id not in made:
+            made[query_id] = make(query_id)
+        return made[query_id]
+
+    return of
+
+
 def bronze_writer(settings: Settings, entity: Entity, schema: dict):
     bronze_path = settings.lake_uri(entity.table("bronze"))
     quarantine_path = settings.lake_uri(entity.table("quarantine"))
     skew = settings.stream.max_future_skew_seconds
-    appends: dict[str, tuple[BatchAppends, BatchAppends]] = {}
+    appends = appends_per_query(lambda query_id: (BatchAppends(bronze_path, f"bronze-{query_id}"),
+                                                  BatchAppends(quarantine_path, f"quarantine-{query_id}")))
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        # The query id survives restarts but changes with a new checkpoint, so a fresh checkpoint never
-        # has its batches mistaken for already-written ones.
-        query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
-        if not query_id:
-            raise RuntimeError("streaming query id unavailable in foreachBatch; refusing a non-idempotent write")
-        bronze, quarantine = appends.setdefault(query_id, (BatchAppends(bronze_path, f"bronze-{query_id}"),
-                                                           BatchAppends(quarantine_path, f"quarantine-{query_id}")))
+        bronze, quarantine = appends(batch)
         started = time.monotonic()
         batch.persist()
         try:
@@ -181,13 +195,11 @@ def bronze_writer(settings: Settings, entity: Entity, schema: dict):
 
 def silver_writer(settings: Settings, entity: Entity):
     silver_path = settings.lake_uri(entity.table("silver"))
-    appends: dict[str, BatchAppends] = {}
+    # The application id is the query id itself: the Delta sink's txnAppId, which checkpoints it wrote continue.
+    appends = appends_per_query(lambda query_id: BatchAppends(silver_path, query_id))
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
-        if not query_id:
-            raise RuntimeError("streaming query id unavailable in foreachBatch; refusing a non-idempotent write")
-        appends.setdefault(query_id, BatchAppends(silver_path, query_id)).append(batch, batch_id)
+        appends(batch).append(batch, batch_id)
 
     return write_batch
 

@@ -54,7 +54,7 @@ $(AIRFLOW_VENV)/.synced: $(UV) airflow/uv.lock airflow/pyproject.toml
 airflow-setup: $(AIRFLOW_VENV)/.synced ## install the Airflow environment (.venv-airflow, from airflow/uv.lock; cached)
 
 $(SPARK_CONF_DIR)/spark-defaults.conf: jars/spark.lock jars/fetch.py conf/spark/spark-defaults.conf
-	python3 jars/fetch.py spark --spark-defaults $@
+	python3 jars/fetch.py spark --spark-defaults $@ --classpath-file $(RUNTIME)/spark-jars.txt
 
 $(SPARK_CONF_DIR)/log4j2.properties: conf/spark/log4j2.properties
 	@mkdir -p $(@D) && cp $< $@

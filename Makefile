@@ -33,7 +33,8 @@ TEST_WORKERS ?= 2
 TEST_REPORTS := $(RUNTIME)/test-reports
 
 .PHONY: help setup airflow-setup services-up services-down services-status services-reset demo gold airflow test \
-        test-unit lock clean dashboard bench chaos spark-cluster spark-cluster-down
+        test-unit lock clean dashboard bench chaos spark-cluster spark-cluster-down monitoring-up monitoring-down \
+        monitoring-status
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -92,6 +93,18 @@ services-status: ## show whether Kafka and MinIO are running and healthy
 
 services-reset: ## stop the services and delete their data (topics, tables, checkpoints)
 	$(PYTHON) scripts/services.py reset
+
+# Prometheus and its Pushgateway from Debian's packages (apt-get install prometheus prometheus-pushgateway), on
+# conf/prometheus: the scrape config, the alert rules (runbooks: README, Operations). Ports: monitoring.* in
+# conf/pipeline.yaml; the stream and the producer are scraped at their metrics_port (0 = off: no target).
+monitoring-up: setup ## start Prometheus (http://127.0.0.1:19090, alert rules of conf/prometheus) and its Pushgateway
+	$(PYTHON) scripts/services.py monitoring-up
+
+monitoring-down: ## stop Prometheus and the Pushgateway (services-down stops them too)
+	@if [ -x $(PYTHON) ]; then $(PYTHON) scripts/services.py monitoring-down; fi
+
+monitoring-status: ## show whether Prometheus and the Pushgateway are running and healthy
+	$(PYTHON) scripts/services.py monitoring-status
 
 # A Spark standalone master and one worker from the installed Spark, on 127.0.0.1 (scripts/spark_cluster.py; ports and
 # sizes: services.spark_* in conf/pipeline.yaml). Submit with --master spark://127.0.0.1:17077 (docs/spark_cluster.md).

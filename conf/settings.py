@@ -214,6 +214,13 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
             raise ConfigError(f"{path}: must start with {' or '.join(scheme)}, got {merged[section][key]!r}")
     if not 0 <= merged["producer"]["metrics_port"] <= 65535:
         raise ConfigError(f"producer.metrics_port: must be 0 (off) to 65535, got {merged['producer']['metrics_port']}")
+    monitoring = merged["monitoring"]
+    for key in ("prometheus_port", "pushgateway_port"):
+        if not 1 <= monitoring[key] <= 65535:
+            raise ConfigError(f"monitoring.{key}: must be within 1..65535, got {monitoring[key]}")
+    if monitoring["pushgateway_url"] and not monitoring["pushgateway_url"].startswith(("http://", "https://")):
+        raise ConfigError(f"monitoring.pushgateway_url: must be empty (no push) or start with http:// or https://, "
+                          f"got {monitoring['pushgateway_url']!r}")
     if merged["market_hours"]["session"] not in ("regular", "extended", "always"):
         raise ConfigError(f"market_hours.session: must be regular, extended or always, "
                           f"got {merged['market_hours']['session']!r}")

@@ -5,6 +5,9 @@
   python scripts/services.py down      stop both by pid (SIGTERM, then SIGKILL after a grace period)
   python scripts/services.py status    one line per service: running or not, healthy or not
   python scripts/services.py reset     stop both and delete their data (topics, lake, checkpoints)
+  python scripts/services.py monitoring-up|monitoring-down|monitoring-status
+                                       Prometheus (conf/prometheus: scrape config, alert rules) and its
+                                       Pushgateway, from Debian's packages; `down` stops them too
 
 Addresses come from conf/pipeline.yaml (kafka.bootstrap_servers, lake.s3_endpoint, services.*), credentials
 from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Data, logs and pids live under the runtime folder
@@ -14,6 +17,7 @@ from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. Data, logs and pids live under t
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import signal
@@ -340,6 +344,107 @@ class MinIO(Service):
             log(f"created bucket {bucket}")
 
 
+MONITORING_HOST = "127.0.0.1"
+PROMETHEUS_CONF = REPO / "conf" / "prometheus"
+
+
+def installed(program: str) -> str:
+    """The path of a program from Debian's prometheus / prometheus-pushgateway packages."""
+    path = shutil.which(program)
+    if path is None:
+        raise ServiceError(f"{program} not found: install Debian's packages "
+                           f"(apt-get install prometheus prometheus-pushgateway)")
+    return path
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (a local http:// address we built)
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def scrape_targets(settings) -> dict[str, list[str]]:
+    """Prometheus's targets, per file of conf/prometheus/prometheus.yml's file_sd_configs, from the settings; a
+    metrics port of 0 (off) is no target, so the job's StreamDown-style alerts see it absent."""
+    def endpoint(section) -> list[str]:
+        return [f"{section.metrics_host}:{section.metrics_port}"] if section.metrics_port else []
+
+    return {"stream": endpoint(settings.stream), "producer": endpoint(settings.producer),
+            "pushgateway": [f"{MONITORING_HOST}:{settings.monitoring.pushgateway_port}"]}
+
+
+class Prometheus(Service):
+    """Debian's Prometheus on conf/prometheus (copied to its runtime folder with the targets written beside it)."""
+    name = "prometheus"
+
+    def __init__(self, settings, home: Path = RUNTIME):
+        super().__init__(settings, home)
+        self.dir = home / "prometheus"
+        self.config = self.dir / "prometheus.yml"
+
+    def address(self) -> str:
+        return f"{MONITORING_HOST}:{self.settings.monitoring.prometheus_port}"
+
+    def marker(self) -> str:
+        return str(self.config)
+
+    def render(self) -> None:
+        """The repo's config and rules, and the targets from the settings; a file is replaced whole (rename), so a
+        running Prometheus, which re-reads target files when they change, never reads half of one."""
+        (self.dir / "targets").mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.dir / "rules", ignore_errors=True)
+        shutil.copytree(PROMETHEUS_CONF / "rules", self.dir / "rules")
+        files = {self.config: (PROMETHEUS_CONF / "prometheus.yml").read_text()}
+        for job, targets in scrape_targets(self.settings).items():
+            files[self.dir / "targets" / f"{job}.json"] = json.dumps([{"targets": targets}] if targets else [])
+        for path, text in files.items():
+            partial = path.with_suffix(".partial")
+            partial.write_text(text)
+            partial.replace(path)
+
+    def up(self) -> None:
+        self.render()
+        pid = self.pid()
+        if pid:
+            os.kill(pid, signal.SIGHUP)  # a running Prometheus reloads its config and rules
+        super().up()
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return ([installed("prometheus"), f"--config.file={self.config}", f"--storage.tsdb.path={self.dir / 'data'}",
+                 f"--web.listen-address={self.address()}", "--storage.tsdb.retention.time=15d"], {})
+
+    def healthy(self) -> bool:
+        return ready(f"http://{self.address()}/-/ready")
+
+
+class Pushgateway(Service):
+    """Debian's Prometheus Pushgateway: where the watchdog and freshness jobs push their gauges."""
+    name = "pushgateway"
+
+    def __init__(self, settings, home: Path = RUNTIME):
+        super().__init__(settings, home)
+        self.store = home / "pushgateway" / "metrics.db"
+
+    def address(self) -> str:
+        return f"{MONITORING_HOST}:{self.settings.monitoring.pushgateway_port}"
+
+    def marker(self) -> str:
+        return str(self.store)
+
+    def prepare(self) -> None:
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        # Persisted: a restart keeps the last pushed values (WatchdogNotRunning reads their timestamp).
+        return ([installed("prometheus-pushgateway"), f"--web.listen-address={self.address()}",
+                 f"--persistence.file={self.store}", "--persistence.interval=1m"], {})
+
+    def healthy(self) -> bool:
+        return ready(f"http://{self.address()}/-/ready")
+
+
 def credentials() -> tuple[str, str]:
     user, password = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     if not user or not password:
@@ -350,13 +455,33 @@ def credentials() -> tuple[str, str]:
     return user, password
 
 
+COMMANDS = ("up", "down", "status", "reset", "monitoring-up", "monitoring-down", "monitoring-status")
+
+
+def monitor(command: str, services: list[Service]) -> int:
+    """monitoring-up / -down / -status: the Pushgateway and Prometheus, apart from the stack (they need
+    Debian's packages)."""
+    if command == "up":
+        for service in services:
+            service.up()
+        return 0
+    if command == "down":
+        for service in reversed(services):
+            service.down()
+        return 0
+    return 0 if all([service.status() for service in services]) else 1
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in ("up", "down", "status", "reset"):
+    if len(argv) != 1 or argv[0] not in COMMANDS:
         print(__doc__, file=sys.stderr)
         return 2
     try:
         settings = load_settings()
         kafka, minio = Kafka(settings), MinIO(settings)
+        monitoring = [Pushgateway(settings), Prometheus(settings)]
+        if argv[0].startswith("monitoring-"):
+            return monitor(argv[0].removeprefix("monitoring-"), monitoring)
         if argv[0] == "up":
             minio.up()
             kafka.up()
@@ -370,6 +495,9 @@ def main(argv: list[str]) -> int:
         elif argv[0] == "down":
             kafka.down()
             minio.down()
+            for service in monitoring:  # stopped with the stack when it runs; no line when it does not
+                if service.pid():
+                    service.down()
         elif argv[0] == "status":
             healthy = [service.status() for service in (kafka, minio)]
             return 0 if all(healthy) else 1

@@ -10,8 +10,9 @@ watchdog.max_silver_trade_age_seconds old, counted from the session's open when 
 less than that ago is fresh whatever the newest trade (Silver holds the previous session's). Trades stopping during
 the session are stale.
 
-Prints one line; --json writes the result. Exit 0 fresh or closed, 1 stale or Silver unreadable, 2 bad
-configuration or arguments.
+Prints one line; --json writes the result; with monitoring.pushgateway_url set, the verdict and whether the market
+is open also go to the Pushgateway (spark_jobs/pushed_metrics.py) for the alert rules of conf/prometheus. Exit 0
+fresh or closed, 1 stale or Silver unreadable, 2 bad configuration or arguments.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from conf.settings import ConfigError, load_settings  # noqa: E402
 from producer.market_calendar import MarketHours  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
 from spark_jobs.maintenance import first_line, parse_utc, storage_options  # noqa: E402
+from spark_jobs.pushed_metrics import FRESHNESS_JOB, freshness_samples, push  # noqa: E402
 from spark_jobs.transforms import TRADES  # noqa: E402
 
 log = logging.getLogger("stocklake.freshness")
@@ -94,6 +96,11 @@ def main(argv: list[str]) -> int:
               "newest_trade": None if newest is None else newest.isoformat()}
     log.info(json.dumps({"event": "silver_freshness", **result}))
     print(f"freshness: {silver_path}: {'fresh' if fresh else 'STALE'}: {why}")
+    age = None if newest is None else (now - newest).total_seconds()
+    not_pushed = push(settings.monitoring.pushgateway_url, FRESHNESS_JOB,
+                      freshness_samples(TRADES.name, fresh, age, market.open_since(now) is not None, now.timestamp()))
+    if not_pushed:
+        log.warning(json.dumps({"event": "metrics_not_pushed", "reason": not_pushed}))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0 if fresh else 1

@@ -29,8 +29,12 @@ watchdog.max_heartbeat_age_seconds (an idle market still has a live stream sendi
 heartbeat is that old, unless it is the final heartbeat of a producer that stopped ("stopped": true). A heartbeat
 of the future (a clock ahead) counts as fresh.
 
+Each query's lag is also given in seconds (lag_seconds): the age of the oldest record it has not read, from that
+record's Kafka timestamp (0 when nothing waits).
+
 Prints one line per query and one line per reason, the heartbeats (a line each, their reasons and counts), then a
-summary line; --json writes the full result. Exit 0 all healthy, 1 any unhealthy, 2 bad configuration or arguments.
+summary line; --json writes the full result; with monitoring.pushgateway_url set, the results also go to the
+Pushgateway as gauges (spark_jobs/pushed_metrics.py) for the alert rules of conf/prometheus. Exit 0 all healthy, 1 any unhealthy, 2 bad configuration or arguments.
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ from conf.preflight import s3_client  # noqa: E402
 from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
 from spark_jobs.data_quality import parse_now  # noqa: E402
 from spark_jobs.listener import LOG_FORMAT  # noqa: E402
+from spark_jobs.pushed_metrics import WATCHDOG_JOB, push, watchdog_samples  # noqa: E402
 from spark_jobs.transforms import ENTITIES, Entity  # noqa: E402
 
 LOGGER_NAME = "stocklake.watchdog"
@@ -198,6 +203,38 @@ def topic_offsets(admin, topic: str) -> tuple[dict[int, int], dict[int, int]]:
     return result["earliest"], result["latest"]
 
 
+def oldest_unread_time(settings: Settings, topic: str, positions: dict[int, int], latest: dict[int, int],
+                       timeout: float = KAFKA_TIMEOUT_SECONDS) -> datetime | None:
+    """The Kafka timestamp of the oldest record a query has not read: the record at its position in each partition
+    with records waiting (a position retention already deleted reads from the earliest record). None when nothing
+    waits."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    waiting = {p: position for p, position in positions.items() if latest.get(p, 0) > position}
+    if not waiting:
+        return None
+    consumer = Consumer(client_config(settings, **{"group.id": "stocklake-watchdog", "enable.auto.commit": False,
+                                                   "enable.auto.offset.store": False,
+                                                   "auto.offset.reset": "earliest"}))
+    oldest_ms = None
+    try:
+        consumer.assign([TopicPartition(topic, p, position) for p, position in waiting.items()])
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error() is not None or message.partition() not in waiting:
+                continue
+            waiting.pop(message.partition())
+            consumer.pause([TopicPartition(topic, message.partition())])
+            stamp = message.timestamp()[1]
+            oldest_ms = stamp if oldest_ms is None else min(oldest_ms, stamp)
+    finally:
+        consumer.close()
+    if waiting:
+        raise CheckFailed(f"timed out reading the oldest unread records of {topic} (partitions {sorted(waiting)})")
+    return None if oldest_ms is None else datetime.fromtimestamp(oldest_ms / 1000, timezone.utc)
+
+
 def read_heartbeats(settings: Settings, timeout: float = KAFKA_TIMEOUT_SECONDS) -> dict[str, Heartbeat | str]:
     """{sender: its newest heartbeat, or why that record could not be read} from the heartbeat topic, read from
     the start to the end offsets it has now. Tombstones (null values) remove their key; records without a key are
@@ -283,7 +320,8 @@ def check_query(settings: Settings, s3, admin, entity: Entity, query: str, now: 
     bucket, prefix = settings.lake.bucket, entity.checkpoint(query) + "/"
     report: dict[str, Any] = {"query": name, "entity": entity.name, "checkpoint": checkpoint, "topic": topic,
                               "batch_id": None, "last_batch_time": None, "batch_age_seconds": None,
-                              "checkpoint_offsets": None, "end_offsets": None, "lag": None, "reasons": []}
+                              "checkpoint_offsets": None, "end_offsets": None, "lag": None, "lag_seconds": None,
+                              "reasons": []}
     try:
         objects = list_checkpoint(s3, bucket, prefix)
         if not objects:
@@ -295,6 +333,8 @@ def check_query(settings: Settings, s3, admin, entity: Entity, query: str, now: 
         if topic not in offsets:
             raise CheckFailed(f"the checkpoint reads {', '.join(sorted(offsets)) or 'no topic'}, not {topic}")
         earliest, latest = topic_offsets(admin, topic)
+        positions = {p: offsets[topic].get(p, earliest.get(p, 0)) for p in latest}
+        oldest_unread = oldest_unread_time(settings, topic, positions, latest)
     except CheckFailed as exc:
         report["reasons"].append(str(exc))
         return {**report, "healthy": False}
@@ -305,7 +345,10 @@ def check_query(settings: Settings, s3, admin, entity: Entity, query: str, now: 
     lag, lag_by_partition, problems = consumer_lag(offsets[topic], earliest, latest)
     age = (now - finished).total_seconds()
     healthy, reasons = assess(age, lag, settings.watchdog.max_batch_age_seconds, settings.watchdog.max_consumer_lag)
+    # A record stamped in the future (a producer's clock ahead) is not behind.
+    lag_seconds = 0.0 if oldest_unread is None else max(0.0, (now - oldest_unread).total_seconds())
     report.update(last_batch_time=finished.isoformat(), batch_age_seconds=round(age, 3),
+                  lag_seconds=round(lag_seconds, 3),
                   checkpoint_offsets={str(p): o for p, o in sorted(offsets[topic].items())},
                   end_offsets={str(p): o for p, o in sorted(latest.items())},
                   lag=lag, lag_by_partition={str(p): n for p, n in lag_by_partition.items()},
@@ -370,6 +413,10 @@ def main(argv: list[str]) -> int:
     print(f"stream_watchdog: {len(reports) - len(unhealthy)}/{len(reports)} queries healthy, "
           f"{len(verdicts) - len(failing)}/{len(verdicts)} heartbeats ok"
           + (f"; UNHEALTHY: {', '.join(unhealthy + failing)}" if unhealthy or failing else ""))
+    not_pushed = push(settings.monitoring.pushgateway_url, WATCHDOG_JOB,
+                      watchdog_samples(reports, verdicts, now.timestamp()))
+    if not_pushed:
+        log.warning(json.dumps({"event": "metrics_not_pushed", "reason": not_pushed}))
     if args.json:
         args.json.write_text(json.dumps({"healthy": not (unhealthy or failing), "now": now.isoformat(),
                                          "queries": reports, "heartbeats": [v.as_dict() for v in verdicts]},

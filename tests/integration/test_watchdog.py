@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -99,6 +99,7 @@ def test_caught_up_then_lagging_then_stalled(spark, isolated, tmp_path, capsys):
     later = max(finished.values()) + timedelta(days=3)
     code, queries, heartbeats = check(tmp_path, "--now", later.isoformat())
     assert code == 1 and all(queries[name]["healthy"] for name in TRADE_QUERIES)
+    assert [queries[name]["lag_seconds"] for name in TRADE_QUERIES] == [0.0, 0.0]  # nothing waits
     assert heartbeats["producer:simulator"]["healthy"] is True
     assert heartbeats["stream"]["reasons"] == [
         f"stale: last heartbeat {(later - stream_sent_at).total_seconds():,.1f} s ago, its last one said it stopped "
@@ -106,15 +107,20 @@ def test_caught_up_then_lagging_then_stalled(spark, isolated, tmp_path, capsys):
 
     # 37 more records the stream has not run for. Checked when the stream's heartbeat is exactly at its age limit.
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True})
+    sent_ms = []
     for i in range(37):
-        producer.produce(settings.kafka.trades_topic, key=b"AAPL", value=f"not yet read {i}".encode())
-    assert producer.flush(30) == 0
+        producer.produce(settings.kafka.trades_topic, key=b"AAPL", value=f"not yet read {i}".encode(),
+                         on_delivery=lambda err, message: sent_ms.append(message.timestamp()[1]))
+    assert producer.flush(30) == 0 and len(sent_ms) == 37
     at_heartbeat_limit = stream_sent_at + timedelta(seconds=max_heartbeat_age)
     code, queries, heartbeats = check(tmp_path, "--now", at_heartbeat_limit.isoformat())
     assert code == 0
     assert heartbeats["stream"]["age_seconds"] == max_heartbeat_age
+    # Lag in seconds: the age of the oldest record not read, from its Kafka timestamp.
+    oldest_unread = datetime.fromtimestamp(min(sent_ms) / 1000, timezone.utc)
     for name in TRADE_QUERIES:
         assert (queries[name]["healthy"], queries[name]["lag"]) == (True, 37)
+        assert queries[name]["lag_seconds"] == round((at_heartbeat_limit - oldest_unread).total_seconds(), 3)
         assert queries[name]["checkpoint_offsets"] == ends
         assert sum(queries[name]["end_offsets"].values()) == EVENTS + 37
     max_age = settings.watchdog.max_batch_age_seconds

@@ -332,7 +332,8 @@ def test_app_image_installs_the_locked_environments_and_the_pinned_jars(app_dock
 
 def test_build_contexts_dockerfiles_and_targets_exist(services):
     built = {name: s for name, s in services.items() if "build" in s}
-    assert set(services) - set(built) == {"kafka-1", "kafka-2", "kafka-3", "kafka-ui"}  # released images
+    assert set(services) - set(built) == {"kafka-1", "kafka-2", "kafka-3", "kafka-ui", "prometheus",
+                                          "pushgateway"}  # released images
     for name, service in built.items():
         context, dockerfile, target = service_dockerfile(service)
         assert context.is_dir(), f"{name}: no build context {context}"
@@ -378,7 +379,9 @@ def test_bind_mounts_exist_and_named_volumes_are_declared(compose, services):
                 assert source in declared, f"{name}: volume {source} not declared"
                 used.add(source)
     assert used == declared
-    assert sorted(binds) == [REPO / "airflow" / "dags", REPO / "airflow" / "plugins"]
+    assert sorted(binds) == [REPO / "airflow" / "dags", REPO / "airflow" / "plugins",
+                             REPO / "conf" / "prometheus" / "prometheus.yml", REPO / "conf" / "prometheus" / "rules",
+                             REPO / "docker" / "prometheus" / "targets"]
 
 
 def test_airflow_dags_are_where_airflow_looks_for_them(services):
@@ -524,7 +527,9 @@ def test_stocklake_variables_are_settings(services, app_dockerfile):
         load_settings(env)  # types and ranges: raises ConfigError naming the setting
         seen |= set(env)
     assert seen == {"STOCKLAKE_KAFKA_BOOTSTRAP_SERVERS", "STOCKLAKE_KAFKA_REPLICATION_FACTOR",
-                    "STOCKLAKE_LAKE_S3_ENDPOINT", "STOCKLAKE_LAKE_BUCKET", "STOCKLAKE_PRODUCER_METRICS_HOST"}
+                    "STOCKLAKE_LAKE_S3_ENDPOINT", "STOCKLAKE_LAKE_BUCKET", "STOCKLAKE_PRODUCER_METRICS_HOST",
+                    "STOCKLAKE_STREAM_METRICS_HOST", "STOCKLAKE_STREAM_METRICS_PORT",
+                    "STOCKLAKE_MONITORING_PUSHGATEWAY_URL"}
     image_env = {k for k in dockerfile_values(app_dockerfile, "ENV") if k.startswith("STOCKLAKE_")}
     assert image_env <= NON_SETTING_ENV
 
@@ -646,7 +651,7 @@ def test_env_example_holds_placeholders_and_env_is_never_committed(env_example):
 
 def test_host_ports_listen_on_loopback_only(services):
     published = [port for service in services.values() for port in service.get("ports") or []]
-    assert len(published) == 9
+    assert len(published) == 10
     assert all(port.startswith("127.0.0.1:") for port in published), published
 
 
@@ -730,3 +735,25 @@ def test_airflow_start_refuses_without_a_password(tmp_path):
     assert (result.returncode, result.stderr) == (
         2, "airflow_standalone: AIRFLOW_ADMIN_PASSWORD must be set (docker/.env)\n")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- Prometheus --------------------------------------------------------------------------------------------------------
+
+def test_prometheus_scrapes_the_compose_services_with_the_repository_files(services):
+    """Compose runs conf/prometheus as the local stack does; only the targets differ: the compose names and the
+    ports the services serve their metrics on."""
+    import json
+
+    prometheus, pushgateway = services["prometheus"], services["pushgateway"]
+    # The releases Debian's packages hold, which make monitoring-up and the tests run.
+    assert (prometheus["image"], pushgateway["image"]) == ("prom/prometheus:v2.42.0", "prom/pushgateway:v1.5.1")
+    targets = {path.stem: json.loads(path.read_text()) for path in (DOCKER / "prometheus" / "targets").glob("*.json")}
+    stream = load_settings(stocklake_env(services["stream"]))
+    producer_port = option(command_of(services["producer"]), "--metrics-port")
+    pushgateway_port = option(command_of(pushgateway), "--web.listen-address").rsplit(":", 1)[1]
+    assert targets == {"stream": [{"targets": [f"stream:{stream.stream.metrics_port}"]}],
+                       "producer": [{"targets": [f"producer:{producer_port}"]}],
+                       "pushgateway": [{"targets": [f"pushgateway:{pushgateway_port}"]}]}
+    assert stream.stream.metrics_host == "0.0.0.0"  # noqa: S104 (the compose network, no host port)
+    pushed_to = load_settings(stocklake_env(services["airflow"])).monitoring.pushgateway_url
+    assert pushed_to == f"http://pushgateway:{pushgateway_port}"

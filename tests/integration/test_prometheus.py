@@ -1,0 +1,114 @@
+"""The real Prometheus (Debian's package, started by scripts/services.py on conf/prometheus) scrapes the running
+stream's metrics endpoint; the stream stops, and StreamDown becomes firing in Prometheus's own alerts API; the
+stream starts again from its checkpoint, and the alert resolves. Meanwhile the watchdog and the freshness check
+push their gauges through the Pushgateway, and Prometheus holds what they saw.
+
+The test's own Prometheus and Pushgateway (their own ports and runtime folder) watch the test's own stream."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conf.settings import load_settings
+from scripts.services import Prometheus, Pushgateway
+from tests.integration.stack import REPO, distinct_free_ports, producer_args, run_producer, start_stream, wait_for
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 300
+WAITING = 50
+SATURDAY = "2026-11-21T15:00:00Z"  # the market is closed, whatever day the test runs
+# StreamDown waits `for: 1m`; Prometheus evaluates every 5 s.
+FIRING_TIMEOUT_S = 150
+
+
+def api(prometheus: Prometheus, path: str, **params: str) -> dict:
+    url = f"http://{prometheus.address()}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (the test's local Prometheus)
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def scraped(prometheus: Prometheus, query: str) -> float | None:
+    """The value Prometheus holds for an instant query of one series (None: no such series)."""
+    result = api(prometheus, "query", query=query)["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def stream_down_state(prometheus: Prometheus) -> str | None:
+    """StreamDown's state in Prometheus's alerts API: pending, firing, or None when it is not active."""
+    states = [alert["state"] for alert in api(prometheus, "alerts")["alerts"]
+              if alert["labels"]["alertname"] == "StreamDown"]
+    return states[0] if states else None
+
+
+def stop(job) -> None:
+    os.killpg(job.pid, signal.SIGTERM)  # as an operator stops it: between batches
+    job.wait(timeout=120)
+
+
+def test_stream_down_fires_when_the_stream_stops_and_resolves_after_a_restart(isolated, tmp_path):
+    _, env = isolated
+    stream_port, prometheus_port, pushgateway_port = distinct_free_ports(3)
+    env = {**env, "STOCKLAKE_STREAM_METRICS_PORT": str(stream_port),
+           "STOCKLAKE_MONITORING_PROMETHEUS_PORT": str(prometheus_port),
+           "STOCKLAKE_MONITORING_PUSHGATEWAY_PORT": str(pushgateway_port)}
+    settings = load_settings(env)
+    monitoring = [Pushgateway(settings, home=tmp_path), Prometheus(settings, home=tmp_path)]
+    prometheus = monitoring[1]
+    log = tmp_path / "stream.log"
+    job = None
+    try:
+        for service in monitoring:
+            service.up()
+        assert json.loads((tmp_path / "prometheus" / "targets" / "stream.json").read_text()) == [
+            {"targets": [f"127.0.0.1:{stream_port}"]}]
+        run_producer(env, producer_args(EVENTS, seed=23, start_time="2026-11-20T15:00:00Z"), tmp_path)
+
+        job = start_stream(env, log)
+        # Scraped from the running job: its own count of the records it took in.
+        wait_for(lambda: scraped(prometheus, 'stocklake_stream_rows_in_total{query="silver_trades"}') == EVENTS,
+                 "Prometheus to scrape the stream's count of every record", timeout=240, interval=2)
+        assert scraped(prometheus, 'up{job="stocklake_stream"}') == 1
+        assert stream_down_state(prometheus) is None
+
+        stop(job)
+        # Records arrive while it is down; the watchdog and the freshness check push what they see.
+        run_producer(env, producer_args(WAITING, seed=24, start_time="2026-11-20T16:00:00Z"), tmp_path)
+        pushing = {**env, "STOCKLAKE_MONITORING_PUSHGATEWAY_URL": f"http://{monitoring[0].address()}"}
+        for job_args in (["spark_jobs.watchdog", "--entity", "trades"],
+                         ["spark_jobs.freshness", "--now", SATURDAY]):
+            checked = subprocess.run([sys.executable, "-m", *job_args], env=pushing, cwd=REPO, capture_output=True,
+                                     text=True, timeout=300)
+            assert "metrics_not_pushed" not in checked.stderr, checked.stderr
+        wait_for(lambda: scraped(prometheus, 'stocklake_watchdog_lag_records{query="silver_trades"}') == WAITING,
+                 "the watchdog's pushed lag in Prometheus", timeout=60, interval=2)
+        assert scraped(prometheus, 'stocklake_watchdog_query_healthy{query="silver_trades"}') == 1
+        assert scraped(prometheus, 'stocklake_watchdog_lag_seconds{query="silver_trades"}') > 0
+        assert scraped(prometheus, 'stocklake_silver_fresh{entity="trades"}') == 1  # a Saturday: closed
+        assert scraped(prometheus, "stocklake_market_open") == 0
+
+        wait_for(lambda: stream_down_state(prometheus) == "firing", "StreamDown to fire after the stream stopped",
+                 timeout=FIRING_TIMEOUT_S, interval=2)
+        assert scraped(prometheus, 'up{job="stocklake_stream"}') == 0
+
+        job = start_stream(env, log)  # from its checkpoint
+        wait_for(lambda: stream_down_state(prometheus) is None, "StreamDown to resolve after the restart",
+                 timeout=240, interval=2)
+        assert scraped(prometheus, 'up{job="stocklake_stream"}') == 1
+        # The restarted job takes exactly the records that waited: nothing twice.
+        wait_for(lambda: scraped(prometheus, 'stocklake_stream_rows_in_total{query="silver_trades"}') == WAITING,
+                 "the restarted stream to take the records that waited", timeout=240, interval=2)
+    finally:
+        if job is not None and job.poll() is None:
+            stop(job)
+        for service in reversed(monitoring):
+            service.down()

@@ -140,7 +140,7 @@ dashboard: setup ## serve the live dashboard on http://127.0.0.1:$STOCKLAKE_DASH
 # ceiling, the per-message baseline, compaction, Gold build time and peak memory. Writes .lake/bench/results.{json,md,png}
 # and prints the table. BENCH_ARGS passes options, e.g. BENCH_ARGS="--events 500000".
 BENCH_ARGS ?=
-bench: services-up ## measure throughput, latency, batch-time breakdown, compaction, Gold build and memory (~10 min; .lake/bench/)
+bench: services-up ## measure throughput, latency, batch-time breakdown, compaction, Gold build and memory (~20 min; .lake/bench/)
 	$(PYTHON) -m bench.run $(BENCH_ARGS)
 
 # Airflow 3 standalone (scheduler, DAG processor, triggerer, API server + UI) with this checkout's DAGs, on the local

@@ -12,7 +12,8 @@ The orchestrator (bench/run.py) fills the results dict:
                    "settings": str}, ...],                                   # how this one was measured
      "stepped_rate": [{"offered_per_second": float, "processed_per_second": float, "lag_end": int}, ...],
      "holds": [{"rate": int, "seconds": float, "offered_per_second": float, "processed_per_second": float,
-                "kept_up": bool, "max_lag_events": int, "max_lag_seconds": float, ...}, ...],  # bench/sustained.py
+                "kept_pace": bool, "first_minute_lag_events": int, "last_minute_lag_events": int,
+                "max_lag_events": int, "max_lag_seconds": float, ...}, ...],  # bench/sustained.py
      "latency_ms": {"p50": int, "p95": int, "p99": int, "count": int},
      "dashboard_latency_ms": {"p50": int, "p95": int, "p99": int, "count": int},  # to the dashboard's live tail
      "compaction": [{"partition": "date=2026-01-05/hour=14", "files_before": int, "files_after": int,
@@ -52,6 +53,12 @@ def target_and_met(measure: dict) -> tuple[str, str]:
     return f"{'>=' if higher else '<='} {format_value(target, measure['unit'])}", "yes" if met else "no"
 
 
+def hold_means(hold: dict) -> str:
+    if hold["first_minute_lag_events"] is None:
+        return "no sample after the first minute"
+    return f"{hold['first_minute_lag_events']:,} / {hold['last_minute_lag_events']:,} events"
+
+
 def hold_lag(hold: dict) -> str:
     if hold["max_lag_events"] is None:
         return "not sampled"
@@ -85,12 +92,14 @@ def markdown(results: dict) -> str:
                   f"| {format_value(step['processed_per_second'], 'events/s')} | {step['lag_end']:,} |"
                   for step in results["stepped_rate"]]
     if results.get("holds"):
-        lines += ["", "| Held | For | Offered | Processed | Most behind after the first minute | Kept up |",
-                  "|---:|---:|---:|---:|---:|:---:|"]
+        lines += ["", "| Held | For | Offered | Processed | Lag, first judged / last minute (mean) "
+                      "| Most behind after the first minute | Kept pace |",
+                  "|---:|---:|---:|---:|---:|---:|:---:|"]
         lines += [f"| {format_value(hold['rate'], 'events/s')} | {format_value(hold['seconds'], 's')} "
                   f"| {format_value(hold['offered_per_second'], 'events/s')} "
                   f"| {format_value(hold['processed_per_second'], 'events/s')} "
-                  f"| {hold_lag(hold)} | {'yes' if hold['kept_up'] else 'no'} |" for hold in results["holds"]]
+                  f"| {hold_means(hold)} | {hold_lag(hold)} | {'yes' if hold['kept_pace'] else 'no'} |"
+                  for hold in results["holds"]]
     if results.get("compaction"):
         lines += ["", "| Partition | Files | MiB |", "|---|---:|---:|"]
         lines += [f"| {part['partition']} | {part['files_before']:,} -> {part['files_after']:,} "

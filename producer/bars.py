@@ -14,25 +14,21 @@ X-Finnhub-Token header (never in a URL, never across a redirect), and no redirec
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import math
 import random
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from email.message import Message
 from typing import Any, Callable, Mapping
 
 from conf.settings import Settings
 
 from .errors import AccessDenied, ApiKeyRejected, FinnhubError
 from .events import SCHEMA_VERSION, decode
-from .finnhub_rest import TokenBucket, default_opener, finnhub_get, retry_after_seconds, retry_backoffs
+from .finnhub_client import FinnhubClient, fetch
+from .finnhub_rest import TokenBucket, retry_after_seconds, retry_backoffs
 from .secrets import API_KEY_ENV, redact
 
 __all__ = ["BAR_SCHEMA_NAME", "CandleClient", "CandleFetchFailed", "CandleFormatError", "FILE_COLUMNS", "FILE",
@@ -187,7 +183,7 @@ class CandleClient:
 
     def __init__(self, settings: Settings, api_key: str, *, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 opener: urllib.request.OpenerDirector | None = None, rand: Callable[[], float] = random.random,
+                 rand: Callable[[], float] = random.random,
                  max_attempts: int = MAX_ATTEMPTS):
         if not api_key:
             raise ValueError(f"an API key is required (set {API_KEY_ENV})")
@@ -196,7 +192,7 @@ class CandleClient:
         self.timeout = float(finnhub.http_timeout_seconds)
         self.max_attempts = max_attempts
         self._api_key = api_key
-        self._opener = opener if opener is not None else default_opener()
+        self._client = FinnhubClient(api_key, self.rest_url, self.timeout)
         self._wall_clock, self._sleep = wall_clock, sleep
         # Capacity 1 as for quotes: calls stay evenly spaced, so no 60 s window holds more than the rate + 1.
         self.bucket = TokenBucket(finnhub.quote_calls_per_minute, 1.0, clock)
@@ -206,11 +202,6 @@ class CandleClient:
         self.errors = 0         # of which failed otherwise (5xx, network, timeout, undecodable body)
         self.waits: list[float] = []  # each wait after a 429 or a failure, in order
 
-    def url(self, symbol: str, start: date, end: date) -> str:
-        """The request URL for the trading days start..end (inclusive); it never holds the key."""
-        query = {"symbol": symbol, "resolution": DAILY, "from": day_start_ms(start) // 1000,
-                 "to": (day_start_ms(end) + DAY_MS) // 1000 - 1}
-        return f"{self.rest_url}{CANDLE_PATH}?{urllib.parse.urlencode(query)}"
 
     def candles(self, symbol: str, start: date, end: date) -> Any:
         """The decoded 200 body of /stock/candle for symbol over start..end."""
@@ -221,8 +212,8 @@ class CandleClient:
             self.bucket.take()
             self.calls += 1
             try:
-                status, headers, body = self._get(self.url(symbol, start, end))
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+                status, headers, body = self._get(symbol, start, end)
+            except (OSError, ValueError) as exc:  # requests' exceptions are OSErrors
                 status, headers, body = None, None, b""
                 failure = self._redact(f"{type(exc).__name__}: {exc}")
             else:
@@ -265,9 +256,11 @@ class CandleClient:
         if seconds > 0:
             self._sleep(seconds)
 
-    def _get(self, url: str) -> tuple[int, Message, bytes]:
-        """(status, headers, body); non-2xx statuses are returned, not raised."""
-        return finnhub_get(self._opener, url, self._api_key, self.timeout, MAX_BODY_BYTES)
+    def _get(self, symbol: str, start: date, end: date) -> tuple[int, Mapping[str, str], bytes]:
+        """(status, headers, body) of /stock/candle for the trading days start..end (inclusive), through
+        finnhub-python's client; non-2xx statuses are returned, not raised."""
+        first, last = day_start_ms(start) // 1000, (day_start_ms(end) + DAY_MS) // 1000 - 1
+        return fetch(lambda: self._client.stock_candles(symbol, DAILY, first, last), MAX_BODY_BYTES)
 
     def _redact(self, text: str) -> str:
         return redact(text, self._api_key)

@@ -14,30 +14,27 @@ So the poller:
   symbol; a rejected key (401) or a denied endpoint (403) stops it with a one-line error the user can act on;
 - idles outside market hours, waking in short steps so a stop request is honoured promptly.
 
-The API key travels only in the X-Finnhub-Token header, never in a URL, and the header is not carried across
-redirects (which are refused anyway): no URL, log line, exception or summary can hold it.
+Requests go through finnhub-python's Client (producer/finnhub_client.py). The API key travels only in the
+X-Finnhub-Token header, never in a URL, and redirects are refused before they are followed: no URL, log line,
+exception or summary can hold it.
 """
 from __future__ import annotations
 
 import email.utils
-import http.client
 import logging
 import math
 import random
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.message import Message
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from conf.settings import Settings
 
 from .backoff import Backoff, sleep_until
 from .errors import AccessDenied, ApiKeyRejected, FinnhubError
 from .events import decode, make_quote_event
+from .finnhub_client import FinnhubClient, fetch
 from .secrets import API_KEY_ENV, redact
 from .sink import EventSink
 
@@ -48,8 +45,6 @@ log = logging.getLogger("producer.finnhub_rest")
 
 QUOTE_SOURCE = "finnhub"  # the `source` of every quote event from Finnhub (the id hashes it)
 QUOTE_PATH = "/quote"
-TOKEN_HEADER = "X-Finnhub-Token"  # noqa: S105 - the header's name; the key comes from FINNHUB_API_KEY
-USER_AGENT = "stocklake-producer"
 # Finnhub quote fields -> quote.v1 field names, in the schema's order, so reasons read as the contract's do.
 QUOTE_FIELDS = {"c": "current", "d": "change", "dp": "percent_change", "h": "high", "l": "low", "o": "open",
                 "pc": "previous_close", "t": "quote_ts"}
@@ -200,17 +195,6 @@ def retry_backoffs(finnhub: Any, rand: Callable[[], float]) -> tuple[Backoff, Ba
             Backoff(float(finnhub.reconnect_initial_seconds), ceiling, rand))
 
 
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Finnhub does not redirect /quote; following one could hand the request to another host."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 (urllib's signature)
-        return None  # urllib then raises HTTPError with the 3xx status
-
-
-def default_opener() -> urllib.request.OpenerDirector:
-    return urllib.request.build_opener(_RefuseRedirects())
-
-
 @dataclass(frozen=True)
 class PollResult:
     """What one GET /quote came to: PUBLISHED, DLQ (detail = reason), RATE_LIMITED (retry_after from the
@@ -224,36 +208,13 @@ class PollResult:
 
 # -- the poller -------------------------------------------------------------------------------------------
 
-def finnhub_get(opener: urllib.request.OpenerDirector, url: str, api_key: str, timeout: float,
-                max_bytes: int = MAX_BODY_BYTES) -> tuple[int, Message, bytes]:
-    """(status, headers, body) of a Finnhub REST GET, the key in the X-Finnhub-Token header (never in the URL);
-    non-2xx statuses are returned, not raised; the body is read up to max_bytes + 1 (callers refuse more).
-    Only http(s) URLs: anything else (file:, ftp:, a custom scheme) is a FinnhubError before any request."""
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise FinnhubError(f"not an http(s) URL: {url!r} (check finnhub.rest_url)")
-    request = urllib.request.Request(url, method="GET",  # noqa: S310 - scheme checked above
-                                     headers={"Accept": "application/json", "User-Agent": USER_AGENT})
-    # Unredirected: even a redirect some future opener follows would not carry the key along.
-    request.add_unredirected_header(TOKEN_HEADER, api_key)
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, response.headers, response.read(max_bytes + 1)
-    except urllib.error.HTTPError as exc:
-        try:
-            body = exc.read(max_bytes + 1)
-        except (OSError, http.client.HTTPException):
-            body = b""
-        finally:
-            exc.close()
-        return exc.code, exc.headers, body
-
 class QuotePoller:
     """Polls Finnhub's /quote for each symbol and publishes quote events, until asked to stop."""
 
     def __init__(self, settings: Settings, sink: EventSink, market_hours: MarketHoursLike, api_key: str,
                  symbols: list[str], *, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 opener: urllib.request.OpenerDirector | None = None, rand: Callable[[], float] = random.random):
+                 rand: Callable[[], float] = random.random):
         if not api_key:
             raise ValueError(f"an API key is required (set {API_KEY_ENV})")
         self.symbols = list(dict.fromkeys(symbols))  # order kept, duplicates polled once
@@ -268,7 +229,7 @@ class QuotePoller:
         self.sink = sink
         self.market_hours = market_hours
         self._api_key = api_key
-        self._opener = opener if opener is not None else default_opener()
+        self._client = FinnhubClient(api_key, self.rest_url, self.timeout)
         self._clock, self._wall_clock = clock, wall_clock
 
         def serve_then_sleep(seconds: float) -> None:
@@ -300,9 +261,9 @@ class QuotePoller:
         self.polls += 1
         try:
             status, headers, body = self._get(symbol)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-            # URLError: refused/unreachable/DNS (and timeouts while connecting); OSError: resets and read
-            # timeouts; HTTPException: a connection dropped mid-response. ValueError: a URL urllib refuses.
+        except (OSError, ValueError) as exc:
+            # OSError: requests' exceptions (refused, unreachable, DNS, timeouts, a connection dropped
+            # mid-response). ValueError: a URL requests refuses.
             self.errors += 1
             return PollResult(symbol, FAILED, self._redact(f"{type(exc).__name__}: {exc}"))
         if status == 200 and len(body) > MAX_BODY_BYTES:
@@ -323,12 +284,9 @@ class QuotePoller:
         hint = " (redirects are not followed: check finnhub.rest_url)" if 300 <= status < 400 else ""
         return PollResult(symbol, FAILED, f"HTTP {status}{hint}")
 
-    def _quote_url(self, symbol: str) -> str:
-        return f"{self.rest_url}{QUOTE_PATH}?{urllib.parse.urlencode({'symbol': symbol})}"
-
-    def _get(self, symbol: str) -> tuple[int, Message, bytes]:
-        """(status, headers, body) of GET /quote; non-2xx statuses are returned, not raised."""
-        return finnhub_get(self._opener, self._quote_url(symbol), self._api_key, self.timeout)
+    def _get(self, symbol: str) -> tuple[int, Mapping[str, str], bytes]:
+        """(status, headers, body) of GET /quote through finnhub-python's client; non-2xx statuses are returned."""
+        return fetch(lambda: self._client.quote(symbol), MAX_BODY_BYTES)
 
     def _handle_quote(self, symbol: str, body: bytes) -> PollResult:
         self.sink.received()

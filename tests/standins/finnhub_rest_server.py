@@ -1,7 +1,10 @@
 """A faithful local stand-in for Finnhub's REST API (GET /api/v1/quote and /stock/candle), for tests: the
-machines cannot reach Finnhub, and a mocked opener would not exercise the real HTTP client.
+machines cannot reach Finnhub, and a mock would not exercise the real HTTP client (finnhub-python's, on
+requests).
 
 Behaviour copied from the real service:
+- repeated slashes in the path are one: Finnhub's own client asks for `/api/v1//quote` (its base URL, a slash,
+  then a path that starts with one), which the service answers as `/api/v1/quote`;
 - authentication by the `X-Finnhub-Token` header or the `token` query parameter; a missing or wrong key gets
   401 `{"error":"Invalid API key"}`;
 - `/quote?symbol=AAPL` -> `{"c":..,"d":..,"dp":..,"h":..,"l":..,"o":..,"pc":..,"t":<epoch seconds>}`; an unknown
@@ -17,11 +20,13 @@ Behaviour copied from the real service:
 For tests: per-symbol scripted replies (a queue consumed first, then the symbol's default; candles have their
 own queue, consumed before the stored candles), replies that drop the connection or stall past the client's
 timeout, and a record of every request (the target exactly as sent, so a test can prove the key never travels in
-a URL; the headers with the token's value masked; the time on the injected clock; the status answered). Runs on 127.0.0.1, port 0, in a thread; use it as a context manager.
+a URL; the headers with the token's value masked; the time on the injected clock; the status answered). Runs on
+127.0.0.1, port 0, in a thread; use it as a context manager.
 """
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import defaultdict, deque
@@ -125,7 +130,7 @@ def as_reply(item: Reply | Mapping[str, Any] | tuple[Any, ...]) -> Reply:
 class RecordedRequest:
     method: str
     target: str                      # the request target exactly as sent (path and query)
-    path: str                        # without the query, API prefix included
+    path: str                        # without the query, API prefix included, repeated slashes as one
     query: dict[str, list[str]]      # parsed query
     headers: dict[str, str]          # as sent, the token header's value replaced by MASKED
     token_via: str | None            # "header", "query" or None
@@ -269,6 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         standin = self.standin
         now = standin.clock()
         parts = urlsplit(self.path)
+        path = re.sub(r"/{2,}", "/", parts.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         header_token = self.headers.get(TOKEN_HEADER)
         query_token = query.get("token", [None])[0]
@@ -279,11 +285,11 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name: (MASKED if name.lower() == TOKEN_HEADER.lower() else value)
                    for name, value in self.headers.items()}
         if authorized:
-            reply, symbol = standin._route(parts.path, query, now)
+            reply, symbol = standin._route(path, query, now)
         else:
             reply, symbol = Reply.json(INVALID_KEY, 401), query.get("symbol", [None])[0]
         status = None if reply.action == "drop" else reply.status
-        standin._record(RecordedRequest("GET", self.path, parts.path, query, headers, via, authorized, now, status,
+        standin._record(RecordedRequest("GET", self.path, path, query, headers, via, authorized, now, status,
                                         symbol))
         self._answer(reply)
 

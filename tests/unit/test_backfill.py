@@ -173,7 +173,8 @@ def test_client_asks_for_daily_candles_of_the_range_with_the_key_in_the_header_o
     assert body == candle_body(CANDLES)  # the candle a week later is outside the range
     assert client.candles("MSFT", date(2026, 1, 5), date(2026, 1, 9)) == {"s": "no_data"}
     first = server.candle_requests("AAPL")[0]
-    assert first.target == "/api/v1/stock/candle?symbol=AAPL&resolution=D&from=1767571200&to=1768003199"
+    # As finnhub-python's Client sends it (base URL + "/" + "/stock/candle").
+    assert first.target == "/api/v1//stock/candle?symbol=AAPL&resolution=D&from=1767571200&to=1768003199"
     assert (first.token_via, first.headers["X-Finnhub-Token"]) == ("header", "<token>")
     assert all(KEY not in r.target for r in server.requests)
     # The quote poller's rate limit: 55 calls a minute, evenly spaced.

@@ -202,8 +202,10 @@ def test_valid_quote_becomes_the_exact_quote_event_keyed_by_symbol(rig):
     (request,) = rig.server.requests
     assert (request.path, request.query, request.token_via, request.authorized, request.status) == (
         "/api/v1/quote", {"symbol": ["AAPL"]}, "header", True, 200)
-    assert request.target == "/api/v1/quote?symbol=AAPL"
+    # As finnhub-python's Client sends it (base URL + "/" + "/quote"), the key in the header only.
+    assert request.target == "/api/v1//quote?symbol=AAPL"
     assert request.headers["X-Finnhub-Token"] == "<token>"
+    assert request.headers["User-Agent"] == "finnhub/python"
 
 
 def test_null_change_fields_are_published_as_null(rig):

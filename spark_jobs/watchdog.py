@@ -34,7 +34,8 @@ record's Kafka timestamp (0 when nothing waits).
 
 Prints one line per query and one line per reason, the heartbeats (a line each, their reasons and counts), then a
 summary line; --json writes the full result; with monitoring.pushgateway_url set, the results also go to the
-Pushgateway as gauges (spark_jobs/pushed_metrics.py) for the alert rules of conf/prometheus. Exit 0 all healthy, 1 any unhealthy, 2 bad configuration or arguments.
+Pushgateway as gauges (spark_jobs/pushed_metrics.py) for the alert rules of conf/prometheus. Exit 0 all healthy,
+1 any unhealthy, 2 bad configuration or arguments.
 """
 from __future__ import annotations
 

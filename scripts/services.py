@@ -61,6 +61,15 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def ready(url: str) -> bool:
+    """A local service's health URL answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (a local http:// address we built)
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def wait_until(check, what: str, proc_alive, log_file: Path, timeout: float = START_TIMEOUT_S) -> None:
     """Poll `check` until it passes; fail fast, with the log's tail, if the process dies meanwhile."""
     deadline = time.monotonic() + timeout
@@ -322,12 +331,8 @@ class MinIO(Service):
                  "--console-address", console, "--quiet"], env)
 
     def healthy(self) -> bool:
-        try:
-            # The local MinIO's own health URL, built from lake.s3_endpoint (http://127.0.0.1:... by default).
-            with urllib.request.urlopen(f"{self.settings.lake.s3_endpoint}/minio/health/ready", timeout=2) as r:  # noqa: S310
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        # The local MinIO's own health URL, built from lake.s3_endpoint (http://127.0.0.1:... by default).
+        return ready(f"{self.settings.lake.s3_endpoint}/minio/health/ready")
 
     def create_bucket(self) -> None:
         import boto3
@@ -357,14 +362,6 @@ def installed(program: str) -> str:
     return path
 
 
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (a local http:// address we built)
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def scrape_targets(settings) -> dict[str, list[str]]:
     """Prometheus's targets, per file of conf/prometheus/prometheus.yml's file_sd_configs, from the settings; a
     metrics port of 0 (off) is no target, so the job's StreamDown-style alerts see it absent."""
@@ -372,7 +369,11 @@ def scrape_targets(settings) -> dict[str, list[str]]:
         return [f"{section.metrics_host}:{section.metrics_port}"] if section.metrics_port else []
 
     return {"stream": endpoint(settings.stream), "producer": endpoint(settings.producer),
-            "pushgateway": [f"{MONITORING_HOST}:{settings.monitoring.pushgateway_port}"]}
+            "pushgateway": [pushgateway_address(settings)]}
+
+
+def pushgateway_address(settings) -> str:
+    return f"{MONITORING_HOST}:{settings.monitoring.pushgateway_port}"
 
 
 class Prometheus(Service):
@@ -428,7 +429,7 @@ class Pushgateway(Service):
         self.store = home / "pushgateway" / "metrics.db"
 
     def address(self) -> str:
-        return f"{MONITORING_HOST}:{self.settings.monitoring.pushgateway_port}"
+        return pushgateway_address(self.settings)
 
     def marker(self) -> str:
         return str(self.store)

@@ -97,10 +97,8 @@ def main(argv: list[str]) -> int:
     log.info(json.dumps({"event": "silver_freshness", **result}))
     print(f"freshness: {silver_path}: {'fresh' if fresh else 'STALE'}: {why}")
     age = None if newest is None else (now - newest).total_seconds()
-    not_pushed = push(settings.monitoring.pushgateway_url, FRESHNESS_JOB,
-                      freshness_samples(TRADES.name, fresh, age, market.open_since(now) is not None, now.timestamp()))
-    if not_pushed:
-        log.warning(json.dumps({"event": "metrics_not_pushed", "reason": not_pushed}))
+    push(settings.monitoring.pushgateway_url, FRESHNESS_JOB,
+         freshness_samples(TRADES.name, fresh, age, market.open_since(now) is not None, now.timestamp()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0 if fresh else 1

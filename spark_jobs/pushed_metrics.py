@@ -7,6 +7,7 @@ Labels carry query, entity and sender names only, never a message or a secret.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -70,7 +71,8 @@ def freshness_samples(entity: str, fresh: bool, newest_age_seconds: float | None
 
 def push(url: str, job: str, samples: list[Sample]) -> str | None:
     """Push the samples as job `job`'s group (replacing what it held); None when pushed or not configured, else
-    why not (one line, without the URL, which may hold credentials)."""
+    why not (one line, without the URL, which may hold credentials), also logged as a `metrics_not_pushed`
+    warning: the check's own verdict stands either way."""
     if not url:
         return None
     from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
@@ -85,6 +87,8 @@ def push(url: str, job: str, samples: list[Sample]) -> str | None:
     try:
         push_to_gateway(url, job=job, registry=registry, timeout=PUSH_TIMEOUT_SECONDS)
     except OSError as exc:  # URLError and HTTPError are OSErrors
-        reason = getattr(exc, "reason", None) or exc
-        return f"cannot push to the Pushgateway (monitoring.pushgateway_url): {type(exc).__name__}: {reason}"
+        why = getattr(exc, "reason", None) or exc
+        reason = f"cannot push to the Pushgateway (monitoring.pushgateway_url): {type(exc).__name__}: {why}"
+        log.warning(json.dumps({"event": "metrics_not_pushed", "job": job, "reason": reason}))
+        return reason
     return None

@@ -204,14 +204,14 @@ def topic_offsets(admin, topic: str) -> tuple[dict[int, int], dict[int, int]]:
     return result["earliest"], result["latest"]
 
 
-def oldest_unread_time(settings: Settings, topic: str, positions: dict[int, int], latest: dict[int, int],
+def oldest_unread_time(settings: Settings, topic: str, waiting: dict[int, int],
                        timeout: float = KAFKA_TIMEOUT_SECONDS) -> datetime | None:
     """The Kafka timestamp of the oldest record a query has not read: the record at its position in each partition
-    with records waiting (a position retention already deleted reads from the earliest record). None when nothing
-    waits."""
+    of `waiting` ({partition: the query's position}, partitions with records waiting; a position retention already
+    deleted reads from the earliest record). None when nothing waits."""
     from confluent_kafka import Consumer, TopicPartition
 
-    waiting = {p: position for p, position in positions.items() if latest.get(p, 0) > position}
+    waiting = dict(waiting)  # partitions still to read, emptied as their first record arrives
     if not waiting:
         return None
     consumer = Consumer(client_config(settings, **{"group.id": "stocklake-watchdog", "enable.auto.commit": False,
@@ -334,8 +334,9 @@ def check_query(settings: Settings, s3, admin, entity: Entity, query: str, now: 
         if topic not in offsets:
             raise CheckFailed(f"the checkpoint reads {', '.join(sorted(offsets)) or 'no topic'}, not {topic}")
         earliest, latest = topic_offsets(admin, topic)
-        positions = {p: offsets[topic].get(p, earliest.get(p, 0)) for p in latest}
-        oldest_unread = oldest_unread_time(settings, topic, positions, latest)
+        lag, lag_by_partition, problems = consumer_lag(offsets[topic], earliest, latest)
+        oldest_unread = oldest_unread_time(settings, topic, {p: latest[p] - n for p, n in lag_by_partition.items()
+                                                             if n > 0})
     except CheckFailed as exc:
         report["reasons"].append(str(exc))
         return {**report, "healthy": False}
@@ -343,7 +344,6 @@ def check_query(settings: Settings, s3, admin, entity: Entity, query: str, now: 
         report["reasons"].append(f"{checkpoint}: {exc}")
         return {**report, "healthy": False}
 
-    lag, lag_by_partition, problems = consumer_lag(offsets[topic], earliest, latest)
     age = (now - finished).total_seconds()
     healthy, reasons = assess(age, lag, settings.watchdog.max_batch_age_seconds, settings.watchdog.max_consumer_lag)
     # A record stamped in the future (a producer's clock ahead) is not behind.
@@ -414,10 +414,7 @@ def main(argv: list[str]) -> int:
     print(f"stream_watchdog: {len(reports) - len(unhealthy)}/{len(reports)} queries healthy, "
           f"{len(verdicts) - len(failing)}/{len(verdicts)} heartbeats ok"
           + (f"; UNHEALTHY: {', '.join(unhealthy + failing)}" if unhealthy or failing else ""))
-    not_pushed = push(settings.monitoring.pushgateway_url, WATCHDOG_JOB,
-                      watchdog_samples(reports, verdicts, now.timestamp()))
-    if not_pushed:
-        log.warning(json.dumps({"event": "metrics_not_pushed", "reason": not_pushed}))
+    push(settings.monitoring.pushgateway_url, WATCHDOG_JOB, watchdog_samples(reports, verdicts, now.timestamp()))
     if args.json:
         args.json.write_text(json.dumps({"healthy": not (unhealthy or failing), "now": now.isoformat(),
                                          "queries": reports, "heartbeats": [v.as_dict() for v in verdicts]},

@@ -1,6 +1,7 @@
 """spark_jobs/pushed_metrics.py: the watchdog's results as gauges, and a push that never fails its job."""
 from __future__ import annotations
 
+import json
 import socket
 
 from conf.heartbeat import Verdict
@@ -40,7 +41,7 @@ def test_no_url_pushes_nothing():
     assert push("", WATCHDOG_JOB, [Sample("stocklake_x", "x", 1.0)]) is None
 
 
-def test_an_unreachable_gateway_is_a_reason_without_the_url():
+def test_an_unreachable_gateway_is_a_reason_without_the_url(caplog):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -48,6 +49,10 @@ def test_an_unreachable_gateway_is_a_reason_without_the_url():
     reason = push(url, WATCHDOG_JOB, [Sample("stocklake_x", "x", 1.0, {"query": "q"})])
     assert reason is not None and reason.startswith("cannot push to the Pushgateway (monitoring.pushgateway_url): ")
     assert "hunter2" not in reason and str(port) not in reason
+    # Logged once, as the one warning the jobs leave when a push fails.
+    (record,) = [r for r in caplog.records if r.name == "stocklake.pushed_metrics"]
+    assert (record.levelname, json.loads(record.getMessage())) == (
+        "WARNING", {"event": "metrics_not_pushed", "job": WATCHDOG_JOB, "reason": reason})
 
 
 def test_freshness_samples_carry_the_verdict_and_the_market():

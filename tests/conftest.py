@@ -21,8 +21,10 @@ if getattr(sys.modules["__main__"], "__spec__", None) is None and not hasattr(sy
 # Every JVM the tests start (the warm session, spark-submit, Airflow's tasks, the cluster's executors) compiles
 # with C1 only: a test's JVM lives for seconds to minutes on small data, where C2's compile work never pays back.
 # Measured on the 2-core machine: a spark-submit stream run of 3,000 records 57 -> 36 CPU-seconds; the shared
-# lake's tests 164 -> 136 CPU-seconds. Production JVMs (make demo, bench, Airflow) keep conf/spark as it is.
-TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+# lake's tests 164 -> 136 CPU-seconds. One compiler thread (CICompilerCount=1) compiles less of what a short JVM
+# queues: the same stream run 47.7 -> 44.5 CPU-seconds (AMD EPYC, mean of 3). Production JVMs (make demo, bench,
+# Airflow) keep conf/spark as it is.
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:CICompilerCount=1"
 TEST_CONF_SUFFIX = "-tests"
 
 
@@ -68,6 +70,10 @@ def load_group(item) -> str | None:
     return groups.pop() if groups else None
 
 
+# tryfirst: pytest-xdist's worker reads the xdist_group markers in its own pytest_collection_modifyitems (it adds
+# "@group" to the node id, which is what --dist loadgroup schedules by); it is registered after this conftest, so
+# pluggy would call it first, before the markers exist, and every worker would build every shared fixture itself.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         group = load_group(item)

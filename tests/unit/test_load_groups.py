@@ -1,0 +1,58 @@
+"""tests/conftest.py's load groups reach pytest-xdist: every test that uses a shared session fixture (the lake, the
+Airflow home, the secured stream, the fault stack) runs on one worker, so the fixture is built once per run.
+
+Checked by running pytest on 2 workers over a scratch test file whose tests share a fixture named like the lake:
+each test records the worker it ran on."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_TESTS = 6
+
+CONFTEST = """
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LOAD_GROUPS, pytest_collection_modifyitems  # noqa: F401 (the hook under test)
+
+assert "lake" in LOAD_GROUPS
+
+
+@pytest.fixture(scope="session")
+def lake():
+    return Path(os.environ["WORKERS_SEEN"])
+"""
+
+TESTS = "\n".join(f"""
+def test_shares_the_lake_{index}(lake):
+    with (lake / "{index}").open("w") as seen:
+        seen.write(__import__("os").environ["PYTEST_XDIST_WORKER"])
+
+
+def test_needs_no_fixture_{index}():
+    pass
+""" for index in range(SHARED_TESTS))
+
+
+def test_tests_sharing_a_session_fixture_run_on_one_worker(tmp_path):
+    scratch = tmp_path / "suite"
+    scratch.mkdir()
+    (scratch / "conftest.py").write_text(CONFTEST)
+    (scratch / "test_shared.py").write_text(TESTS)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(scratch), str(scratch)],
+        env={**os.environ, "WORKERS_SEEN": str(seen), "PYTHONPATH": str(REPO)}, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    workers = {path.name: path.read_text() for path in seen.iterdir()}
+    assert len(workers) == SHARED_TESTS
+    assert len(set(workers.values())) == 1, workers

@@ -65,9 +65,35 @@ START_FIRST = ("tests/integration/test_faults.py", "tests/integration/test_airfl
 
 
 def load_group(item) -> str | None:
+    """The load group of a test's session fixtures (LOAD_GROUPS), if it uses one."""
     groups = {LOAD_GROUPS[name] for name in getattr(item, "fixturenames", ()) if name in LOAD_GROUPS}
     assert len(groups) <= 1, f"{item.nodeid} uses fixtures of two load groups: {sorted(groups)}"
     return groups.pop() if groups else None
+
+
+def uses_module_fixture(item) -> bool:
+    """Whether the test uses a fixture built once per module or class (pytest builds it again on every worker that
+    runs one of the module's tests)."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(defs and defs[-1].scope in ("module", "class") for defs in definitions.values())
+
+
+def load_groups(items) -> dict[str, str]:
+    """node id -> load group: a session fixture's group (LOAD_GROUPS); and a module whose tests share a module
+    fixture runs on one worker too, in the group of its tests' session fixture if they have one, else its own."""
+    groups = {item.nodeid: load_group(item) for item in items}
+    by_module: dict[str, list] = {}
+    for item in items:
+        by_module.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+    for module, module_items in by_module.items():
+        if not any(uses_module_fixture(item) for item in module_items):
+            continue
+        session_groups = {groups[item.nodeid] for item in module_items} - {None}
+        assert len(session_groups) <= 1, f"{module} spans the load groups {sorted(session_groups)}"
+        group = next(iter(session_groups), module)
+        for item in module_items:
+            groups[item.nodeid] = group
+    return {nodeid: group for nodeid, group in groups.items() if group}
 
 
 # tryfirst: pytest-xdist's worker reads the xdist_group markers in its own pytest_collection_modifyitems (it adds
@@ -75,10 +101,10 @@ def load_group(item) -> str | None:
 # pluggy would call it first, before the markers exist, and every worker would build every shared fixture itself.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
+    groups = load_groups(items)
     for item in items:
-        group = load_group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if item.nodeid in groups:
+            item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     rank = {path: index for index, path in enumerate(START_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: file order kept
 

@@ -64,6 +64,11 @@ START_FIRST = ("tests/integration/test_faults.py", "tests/integration/test_airfl
                "tests/integration/test_kafka_sasl.py")
 
 
+def module_of(item) -> str:
+    """The test's file, as its node id names it (tests/.../test_x.py)."""
+    return item.nodeid.split("::", 1)[0]
+
+
 def load_group(item) -> str | None:
     """The load group of a test's session fixtures (LOAD_GROUPS), if it uses one."""
     groups = {LOAD_GROUPS[name] for name in getattr(item, "fixturenames", ()) if name in LOAD_GROUPS}
@@ -84,7 +89,7 @@ def load_groups(items) -> dict[str, str]:
     groups = {item.nodeid: load_group(item) for item in items}
     by_module: dict[str, list] = {}
     for item in items:
-        by_module.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+        by_module.setdefault(module_of(item), []).append(item)
     for module, module_items in by_module.items():
         if not any(uses_module_fixture(item) for item in module_items):
             continue
@@ -106,7 +111,7 @@ def pytest_collection_modifyitems(items) -> None:
         if item.nodeid in groups:
             item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
     rank = {path: index for index, path in enumerate(START_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: file order kept
+    items.sort(key=lambda item: rank.get(module_of(item), len(rank)))  # stable: file order kept
 
 
 @pytest.fixture(scope="session")

@@ -33,10 +33,10 @@ def lake():
 
 def scratch_tests(fixture: str, preamble: str = "") -> str:
     """SHARED_TESTS tests using `fixture` (a folder) to record their worker, between as many using none."""
-    return preamble + "\n".join(f"""
+    return "import os\n" + preamble + "\n".join(f"""
 def test_shares_{fixture}_{index}({fixture}):
     with ({fixture} / "{index}").open("w") as seen:
-        seen.write(__import__("os").environ["PYTEST_XDIST_WORKER"])
+        seen.write(os.environ["PYTEST_XDIST_WORKER"])
 
 
 def test_needs_no_fixture_{index}():
@@ -45,7 +45,6 @@ def test_needs_no_fixture_{index}():
 
 
 MODULE_FIXTURE = """
-import os
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,7 @@
 """The stream's pure transforms on tiny inline DataFrames (chispa)."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 from datetime import datetime
@@ -10,7 +11,7 @@ from chispa import assert_df_equality
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
 from conf.settings import ConfigError, load_contract, load_schema
-from spark_jobs.schemas import ecma_pattern, struct_type
+from spark_jobs.schemas import ecma_pattern, parse_stages, struct_type
 from spark_jobs.transforms import (TRADES, bronze_rows, deduplicate, parse_events, quarantine_rows,
                                    silver_rows)
 
@@ -135,6 +136,14 @@ def test_compact_records_get_the_same_reasons_through_the_fast_path(spark):
     payloads = [compact(payload) for payload, _ in VIOLATION_CASES] + [nan, infinite]
     expected = [reasons for _, reasons in VIOLATION_CASES] + [["malformed_json"], ["malformed_json"]]
     assert reasons_of(spark, payloads) == expected
+
+
+def test_the_contract_checks_columns_are_built_once_per_contract_and_column_names():
+    # Building them is some 6,000 calls into the JVM: the Bronze query checks a new DataFrame every micro-batch.
+    stages = parse_stages(SCHEMA, "value", "event", "_violations")
+    assert parse_stages(copy.deepcopy(SCHEMA), "value", "event", "_violations") is stages
+    assert parse_stages(SCHEMA, "payload", "event", "_violations") is not stages
+    assert parse_stages(load_schema("trade.v1"), "value", "event", "_violations") is not stages
 
 
 def test_trade_stamped_beyond_the_allowed_skew_past_its_kafka_time_is_future(spark):

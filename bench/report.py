@@ -21,7 +21,9 @@ The orchestrator (bench/run.py) fills the results dict:
      "query_seconds": {"before": float, "after": float},                     # a Silver query, before/after compaction
      "memory_mib": {role: float, ...},                                       # peak resident memory per process role
      "breakdown": {phase: {query: {...}}},                                   # bench/breakdown.batch_breakdown
-     "delta_commit_ms": {table: {"commits": int, "median_ms": int, "max_ms": int}}}
+     "delta_commit_ms": {table: {"commits": int, "median_ms": int, "max_ms": int}},
+     "record_costs": [{"step": str, "records": int, "seconds": float, "records_per_second": int,
+                       "core_us_per_record": float}, ...]}                   # bench/record_costs.py
 """
 from __future__ import annotations
 
@@ -114,6 +116,14 @@ def markdown(results: dict) -> str:
                   "|---|---:|---:|---:|"]
         lines += [f"| {table} | {row['commits']:,} | {row['median_ms']} | {row['max_ms']} |"
                   for table, row in results["delta_commit_ms"].items()]
+    if results.get("record_costs"):
+        costs = results["record_costs"]
+        lines += ["", f"Where a record's time goes: each step of the stream on the same {costs[0]['records']:,} "
+                      "records, cached, in one warm session; median of 3 (bench/record_costs.py). Core-us = wall "
+                      "time x cores / records.", "",
+                  "| Step | Records/s | Core-us per record |", "|---|---:|---:|"]
+        lines += [f"| {row['step']} | {row['records_per_second']:,} | {row['core_us_per_record']:.1f} |"
+                  for row in costs]
     if results.get("memory_mib"):
         lines += ["", "| Process | Peak MiB |", "|---|---:|"]
         lines += [f"| {role} | {mib:,.1f} |" for role, mib in results["memory_mib"].items()]

@@ -10,7 +10,8 @@ bucket (bench-<run>-*), deleted at the end unless --keep:
   3. ceiling      a bare librdkafka consumer reading the backlog and discarding it (bench/kafka_ceiling.py)
   4. baseline     the per-message peer: a Python consumer writing each message to MinIO (bench/baseline.py)
   5. catch-up     the stream with --trigger available-now over the whole backlog -> Bronze + Silver, then exact
-                  counts checked (a benchmark that lost or doubled an event is not a result)
+                  counts checked (a benchmark that lost or doubled an event is not a result); then what one record
+                  costs in each of the stream's steps (bench/record_costs.py)
   6. compaction   Silver's files per hour before/after spark_jobs/compact.py, and a typical query before/after
   7. gold         dbt build on the local target over that day
   8. stepped      the stream live (default trigger), fed at rising rates; then the highest step it kept up with
@@ -44,6 +45,7 @@ from bench.breakdown import batch_breakdown, delta_commit_ms  # noqa: E402
 from bench.kafka_ceiling import consume_all  # noqa: E402
 from bench.latency import LiveTailPoller, commit_latencies_ms, percentiles  # noqa: E402
 from bench.memory import PeakMemory  # noqa: E402
+from bench.record_costs import first_records, record_costs  # noqa: E402
 from bench.report import chart, markdown  # noqa: E402
 from bench.sustained import SETTLE_SECONDS, hold_verdict  # noqa: E402
 from conf.settings import Settings, load_settings  # noqa: E402
@@ -258,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold-seconds", type=float, default=300,
                         help="how long the highest step kept up with is held to call it sustained (default 300; "
                              "0 = no hold)")
+    parser.add_argument("--record-costs-events", type=int, default=500_000,
+                        help="backlog records each step of a record is timed on (default 500,000)")
     parser.add_argument("--latency-rate", type=int, default=5_000)
     parser.add_argument("--latency-seconds", type=float, default=60)
     parser.add_argument("--out", type=Path, default=REPO / ".lake" / "bench")
@@ -267,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = [int(step) for step in args.steps.split(",") if step]
     if args.events <= 0 or not steps or min(steps) <= 0:
         parser.error("--events and every --steps rate must be positive")
+    if not 0 < args.record_costs_events <= args.events:
+        parser.error("--record-costs-events must be positive and at most --events")
     if args.hold_seconds < 0 or 0 < args.hold_seconds <= SETTLE_SECONDS:
         parser.error(f"--hold-seconds must be 0 (no hold) or more than the {SETTLE_SECONDS} s it is not judged")
     latency_events = int(args.latency_rate * args.latency_seconds)
@@ -302,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                      "max_offsets_per_trigger": stream_settings.max_offsets_per_trigger,
                      "shuffle_partitions": stream_settings.shuffle_partitions, "producer": producer_settings},
         "measures": [], "stepped_rate": [], "latency_ms": {}, "compaction": [], "query_seconds": {},
-        "memory_mib": {}, "checks": {}, "breakdown": {}, "delta_commit_ms": {}, "holds": []}
+        "memory_mib": {}, "checks": {}, "breakdown": {}, "delta_commit_ms": {}, "holds": [], "record_costs": []}
     measures = results["measures"]
     namespaces: list[Settings] = []
 
@@ -398,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         measures.append(measure("vs_baseline", "Stream catch-up / per-message baseline",
                                 round(events / processing / baseline["events_per_second"], 1), "x",
                                 "same events, same machine", target=100))
+        say(f"  where a record's time goes: each step on the first {args.record_costs_events:,} records, one session")
+        first = first_records(spark, day_settings.kafka.bootstrap_servers, day_settings.kafka.trades_topic,
+                              args.record_costs_events)
+        results["record_costs"] = record_costs(spark, first, day_settings.lake_uri("bench/record_costs"))
+        for row in results["record_costs"]:
+            say(f"    {row['step']}: {row['records_per_second']:,} records/s ({row['core_us_per_record']} core-us each)")
 
         say("6/9 compaction: Silver before/after spark_jobs/compact.py, and a typical query")
         silver_uri = day_settings.lake_uri(TRADES.table("silver"))

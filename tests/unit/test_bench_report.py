@@ -34,6 +34,8 @@ RESULTS = {
                     "bytes_before": 52_428_800, "bytes_after": 47_185_920}],
     "query_seconds": {"before": 9.6, "after": 1.84},
     "memory_mib": {"spark driver": 1534.25, "producer": 88.0},
+    "record_costs": [{"step": "Contract check (parse_events)", "records": 500_000, "seconds": 3.71,
+                      "records_per_second": 134_771, "core_us_per_record": 14.84}],
 }
 
 
@@ -54,6 +56,9 @@ def test_markdown_formats_values_targets_and_met():
             "| 31,000 events (6.2 s) | yes |") in lines
     assert "| date=2026-01-05/hour=14 | 1,200 -> 3 | 50.0 -> 45.0 |" in lines
     assert "| spark driver | 1,534.2 |" in lines
+    assert "| Contract check (parse_events) | 134,771 | 14.8 |" in lines
+    assert any(line.startswith("Where a record's time goes: each step of the stream on the same 500,000 records")
+               for line in lines)
 
 
 def test_chart_writes_a_png(tmp_path):

@@ -405,9 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                                 round(events / processing / baseline["events_per_second"], 1), "x",
                                 "same events, same machine", target=100))
         say(f"  where a record's time goes: each step on the first {args.record_costs_events:,} records, one session")
-        first = first_records(spark, day_settings.kafka.bootstrap_servers, day_settings.kafka.trades_topic,
-                              args.record_costs_events)
-        results["record_costs"] = record_costs(spark, first, day_settings.lake_uri("bench/record_costs"))
+        first = first_records(spark, day_settings, args.record_costs_events)
+        results["record_costs"] = record_costs(spark, first, day_settings)
         for row in results["record_costs"]:
             say(f"    {row['step']}: {row['records_per_second']:,} records/s ({row['core_us_per_record']} core-us each)")
 

@@ -172,6 +172,7 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
         except ValueError as exc:
             raise ConfigError(f"{path}: {exc}") from None
     positive = ["kafka.partitions", "kafka.replication_factor", "stream.max_offsets_per_trigger",
+                "stream.kafka_fetch_max_wait_ms",
                 "stream.shuffle_partitions", "producer.batch_size_bytes", "producer.delivery_timeout_ms",
                 "spark.delta_snapshot_partitions", "finnhub.max_symbols", "finnhub.watchdog_silence_seconds",
                 "finnhub.reconnect_initial_seconds", "finnhub.reconnect_max_seconds", "finnhub.quote_calls_per_minute",

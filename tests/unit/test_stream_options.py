@@ -1,11 +1,12 @@
-"""spark_jobs/stream.py's --trigger and --entity options."""
+"""spark_jobs/stream.py's --trigger and --entity options, and its Kafka source's options."""
 from __future__ import annotations
 
 import argparse
 
 import pytest
 
-from spark_jobs.stream import parse_args, parse_trigger
+from conf.settings import ConfigError, load_settings
+from spark_jobs.stream import kafka_source_options, parse_args, parse_trigger
 from spark_jobs.transforms import QUOTES, TRADES
 
 
@@ -41,3 +42,17 @@ def test_unknown_entity_is_refused(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--entity", "options"])
     assert "argument --entity: invalid choice: 'options'" in capsys.readouterr().err
+
+
+def test_the_kafka_source_reads_the_entitys_topic_and_never_waits_long_at_the_end_of_a_partition():
+    settings = load_settings({"STOCKLAKE_KAFKA_QUOTES_TOPIC": "q.topic"})
+    options = kafka_source_options(settings, QUOTES)
+    assert {key: options[key] for key in ("subscribe", "startingOffsets", "maxOffsetsPerTrigger",
+                                          "kafka.fetch.max.wait.ms", "failOnDataLoss")} == {
+        "subscribe": "q.topic", "startingOffsets": "earliest", "maxOffsetsPerTrigger": "200000",
+        "kafka.fetch.max.wait.ms": "10", "failOnDataLoss": "true"}
+    assert kafka_source_options(settings, TRADES, fail_on_data_loss=False)["failOnDataLoss"] == "false"
+    tuned = load_settings({"STOCKLAKE_STREAM_KAFKA_FETCH_MAX_WAIT_MS": "100"})
+    assert kafka_source_options(tuned, TRADES)["kafka.fetch.max.wait.ms"] == "100"
+    with pytest.raises(ConfigError, match="stream.kafka_fetch_max_wait_ms: must be greater than 0"):
+        load_settings({"STOCKLAKE_STREAM_KAFKA_FETCH_MAX_WAIT_MS": "0"})

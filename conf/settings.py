@@ -219,9 +219,10 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
     for key in ("prometheus_port", "pushgateway_port"):
         if not 1 <= monitoring[key] <= 65535:
             raise ConfigError(f"monitoring.{key}: must be within 1..65535, got {monitoring[key]}")
-    if monitoring["pushgateway_url"] and not monitoring["pushgateway_url"].startswith(("http://", "https://")):
-        raise ConfigError(f"monitoring.pushgateway_url: must be empty (no push) or start with http:// or https://, "
-                          f"got {monitoring['pushgateway_url']!r}")
+    for key, empty in (("pushgateway_url", "no push"), ("prometheus_url", "the local Prometheus")):
+        if monitoring[key] and not monitoring[key].startswith(("http://", "https://")):
+            raise ConfigError(f"monitoring.{key}: must be empty ({empty}) or start with http:// or https://, "
+                              f"got {monitoring[key]!r}")
     if merged["market_hours"]["session"] not in ("regular", "extended", "always"):
         raise ConfigError(f"market_hours.session: must be regular, extended or always, "
                           f"got {merged['market_hours']['session']!r}")

@@ -1,13 +1,15 @@
-"""stocklake live dashboard: Gold from the configured warehouse, re-read every dashboard.refresh_seconds.
+"""stocklake live dashboard: Gold from the configured warehouse, re-read every dashboard.refresh_seconds; and, at
+/health, the pipeline's health from Prometheus (dashboard/health_page.py).
 
 Run: `make dashboard`, or `streamlit run dashboard/app.py` with the repository on PYTHONPATH. Reading is
-dashboard/queries.py, drawing dashboard/views.py; this file only lays the page out and keeps the last good data
-for when Gold is being rebuilt.
+dashboard/queries.py, drawing dashboard/views.py; this file only lays the market page out and keeps the last good
+data for when Gold is being rebuilt.
 """
 from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Hashable
 
 import streamlit as st
@@ -182,9 +184,7 @@ def _live(warehouse: queries.Warehouse, settings: Settings) -> None:
                f"refreshes every {dashboard.refresh_seconds} s. {live_caption}".rstrip())
 
 
-def main() -> None:
-    st.set_page_config(page_title="stocklake · live market", page_icon=":material/candlestick_chart:",
-                       layout="wide")
+def market() -> None:
     st.title("stocklake · live market")
     try:
         settings = load_settings()
@@ -193,6 +193,15 @@ def main() -> None:
         st.error(f"Configuration error: {error}")
         st.stop()
     st.fragment(run_every=settings.dashboard.refresh_seconds)(_live)(warehouse, settings)
+
+
+def main() -> None:
+    st.set_page_config(page_title="stocklake", page_icon=":material/candlestick_chart:", layout="wide")
+    st.navigation([
+        st.Page(market, title="Live market", icon=":material/candlestick_chart:", default=True),
+        st.Page(Path(__file__).with_name("health_page.py"), title="Pipeline health", icon=":material/monitor_heart:",
+                url_path="health"),
+    ]).run()
 
 
 main()

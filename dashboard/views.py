@@ -201,3 +201,17 @@ def volatility_figure(volatility: pd.DataFrame, symbol: str) -> go.Figure:
                          margin={"l": 10, "r": 10, "t": 50, "b": 10}, yaxis_title="%", yaxis_ticksuffix="%",
                          legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
     return figure
+
+
+def health_figure(points: pd.DataFrame, title: str, unit: str, window: str) -> go.Figure:
+    """One line per series of a health panel (dashboard/health.py's long form: time, series, value)."""
+    figure = go.Figure()
+    for series, rows in points.groupby("series", sort=True):
+        figure.add_trace(go.Scatter(x=rows["time"], y=rows["value"], name=series, mode="lines"))
+    if points.empty:
+        figure.add_annotation(text=f"No data in the last {window}", showarrow=False, x=0.5, y=0.5,
+                              xref="paper", yref="paper")
+    figure.update_layout(title=f"{title} ({unit})", height=300, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                         yaxis_title=unit, showlegend=True,
+                         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"})
+    return figure

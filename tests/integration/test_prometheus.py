@@ -3,6 +3,8 @@ stream's metrics endpoint; the stream stops, and StreamDown becomes firing in Pr
 stream starts again from its checkpoint, and the alert resolves. Meanwhile the watchdog and the freshness check
 push their gauges through the Pushgateway, and Prometheus holds what they saw.
 
+At the end the dashboard's health page (/health), in headless Chromium, draws what this Prometheus holds.
+
 The test's own Prometheus and Pushgateway (their own ports and runtime folder) watch the test's own stream."""
 from __future__ import annotations
 
@@ -15,8 +17,12 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from conf.settings import load_settings
+from dashboard.health import PANELS
+from scripts.dashboard_screenshot import chromium, plotly_traces, serve
 from scripts.services import Prometheus, Pushgateway
 from tests.integration.stack import REPO, distinct_free_ports, producer_args, run_producer, start_stream, wait_for
 
@@ -48,6 +54,15 @@ def stream_down_state(prometheus: Prometheus) -> str | None:
     states = [alert["state"] for alert in api(prometheus, "alerts")["alerts"]
               if alert["labels"]["alertname"] == "StreamDown"]
     return states[0] if states else None
+
+
+def health_page_traces(driver) -> dict[str, list[dict]] | None:
+    """{panel key: the traces its chart drew} once every panel of the health page is drawn and current."""
+    if driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'):
+        raise AssertionError(driver.find_element(By.CSS_SELECTOR, '[data-testid="stException"]').text)
+    traces = {panel.key: plotly_traces(driver, f"health-{panel.key}") for panel in PANELS}
+    drawn = all(shown is not None for shown in traces.values())
+    return traces if drawn and not driver.find_elements(By.CSS_SELECTOR, '[data-stale="true"]') else None
 
 
 def stop(job) -> None:
@@ -110,6 +125,18 @@ def test_stream_down_fires_when_the_stream_stops_and_resolves_after_a_restart(is
         # The restarted job takes exactly the records that waited: nothing twice.
         wait_for(lambda: scraped(prometheus, 'stocklake_stream_rows_in_total{query="silver_trades"}') == WAITING,
                  "the restarted stream to take the records that waited", timeout=240, interval=2)
+
+        # The dashboard's health page, as an operator opens it, draws the same series.
+        page_env = {**env, "STOCKLAKE_MONITORING_PROMETHEUS_URL": f"http://{prometheus.address()}"}
+        with serve(page_env, tmp_path / "dashboard.log") as url, chromium(1600, 1800) as driver:
+            driver.get(f"{url}/health")
+            traces = WebDriverWait(driver, 90, poll_frequency=0.5).until(health_page_traces, "the health page")
+        lines = {key: {trace["name"]: trace["y"] for trace in shown} for key, shown in traces.items()}
+        assert set(lines["throughput"]) == set(lines["batch-duration"]) == {"bronze_trades", "silver_trades"}
+        assert lines["lag"]["silver_trades"][-1] == WAITING  # the watchdog's push, as Prometheus holds it
+        assert lines["latency"]["silver_trades"][-1] > 0
+        assert set(lines["quarantine"]) == {"silver_trades"}
+        assert lines["dlq"] == {}  # this producer serves no metrics: nothing scraped, an empty chart
     finally:
         if job is not None and job.poll() is None:
             stop(job)

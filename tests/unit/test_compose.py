@@ -529,7 +529,7 @@ def test_stocklake_variables_are_settings(services, app_dockerfile):
     assert seen == {"STOCKLAKE_KAFKA_BOOTSTRAP_SERVERS", "STOCKLAKE_KAFKA_REPLICATION_FACTOR",
                     "STOCKLAKE_LAKE_S3_ENDPOINT", "STOCKLAKE_LAKE_BUCKET", "STOCKLAKE_PRODUCER_METRICS_HOST",
                     "STOCKLAKE_STREAM_METRICS_HOST", "STOCKLAKE_STREAM_METRICS_PORT",
-                    "STOCKLAKE_MONITORING_PUSHGATEWAY_URL"}
+                    "STOCKLAKE_MONITORING_PUSHGATEWAY_URL", "STOCKLAKE_MONITORING_PROMETHEUS_URL"}
     image_env = {k for k in dockerfile_values(app_dockerfile, "ENV") if k.startswith("STOCKLAKE_")}
     assert image_env <= NON_SETTING_ENV
 
@@ -757,3 +757,8 @@ def test_prometheus_scrapes_the_compose_services_with_the_repository_files(servi
     assert stream.stream.metrics_host == "0.0.0.0"  # noqa: S104 (the compose network, no host port)
     pushed_to = load_settings(stocklake_env(services["airflow"])).monitoring.pushgateway_url
     assert pushed_to == f"http://pushgateway:{pushgateway_port}"
+    # The dashboard's health page reads this Prometheus.
+    (listen,) = [arg for arg in command_of(prometheus) if arg.startswith("--web.listen-address=")]
+    prometheus_port = listen.rsplit(":", 1)[1]
+    health_from = load_settings(stocklake_env(services["dashboard"])).monitoring.prometheus_url
+    assert health_from == f"http://prometheus:{prometheus_port}"

@@ -308,8 +308,10 @@ def make_simulator(args: argparse.Namespace, settings: Settings) -> MarketSimula
 
 def run(args: argparse.Namespace, settings: Settings, publisher_factory: Callable[[Settings], Publisher], *,
         should_stop: Callable[[], bool] = lambda: False, monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-    """Generate, validate, route and publish records until --count/--duration or should_stop(); flush; summarise."""
+        sleep: Callable[[float], None] = time.sleep, metrics: Any = None) -> dict[str, Any]:
+    """Generate, validate, route and publish records until --count/--duration or should_stop(); flush; summarise.
+    Each generated record counts as a message received from the source on `metrics` (a ProducerMetrics), as a
+    live source's messages do: the DLQ rate is the DLQ's messages over those."""
     simulator = make_simulator(args, settings)
     validator = EventValidator(SCHEMA_NAME)
     publisher = publisher_factory(settings)
@@ -348,6 +350,8 @@ def run(args: argparse.Namespace, settings: Settings, publisher_factory: Callabl
             publisher.poll(0)
             sleep(min(sim_s - wall_s, PACING_TICK_SECONDS))
             continue
+        if metrics is not None:
+            metrics.message_received(args.source)
         decision = route(pending, validator, args.malformed_target)
         _send(pending, decision, publisher, stats, args.source)
         if decision.destination == TRADES and decision.reason is None:
@@ -585,7 +589,7 @@ def main(argv: Sequence[str] | None = None,
     from .errors import FinnhubError
     try:
         if args.source == "simulator":
-            summary = run(args, settings, publisher_factory, should_stop=lambda: stop_requested)
+            summary = run(args, settings, publisher_factory, should_stop=lambda: stop_requested, metrics=metrics)
             text = format_summary(summary)
         else:
             summary = run_live(args, settings, publisher_factory(settings), metrics,

@@ -338,3 +338,14 @@ def test_main_prints_and_writes_the_summary(tmp_path, capsys, monkeypatch):
     assert stdout == format_summary(summary) + "\n"
     assert "records: 200" in stdout
     assert f"sent to dlq: {summary['sent_dlq']}" in stdout
+
+
+def test_every_generated_record_counts_as_a_received_message(settings):
+    # The DLQ rate alert divides the DLQ's messages by the received ones: without these the simulator's was +Inf.
+    from producer.metrics import ProducerMetrics
+
+    metrics = ProducerMetrics()
+    summary, pub = go(settings, "--rate", "1000", "--count", "500", *FAULTS, metrics=metrics)
+    received = metrics.registry.get_sample_value("stocklake_producer_messages_received_total",
+                                                 {"source": "simulator"})
+    assert received == summary["records"] == len(pub.messages) + len(pub.dlq) == 500

@@ -61,8 +61,9 @@ class PrometheusUnavailable(RuntimeError):
 
 def prometheus_url(settings: Settings) -> str:
     """monitoring.prometheus_url, or the local Prometheus `make monitoring-up` starts."""
-    monitoring = settings.monitoring
-    return (monitoring.prometheus_url or f"http://127.0.0.1:{monitoring.prometheus_port}").rstrip("/")
+    from scripts.services import Prometheus
+
+    return (settings.monitoring.prometheus_url or f"http://{Prometheus(settings).address()}").rstrip("/")
 
 
 def step_seconds(window_minutes: int) -> int:

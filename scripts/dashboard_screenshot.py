@@ -137,19 +137,24 @@ def select_symbol(driver, symbol: str, timeout: float = 30) -> None:
                                          f"the {symbol} option").click()
 
 
+def page_current(driver) -> bool:
+    """Whether the page has finished re-running (no element marked data-stale: Streamlit is re-running the script
+    and it may still change); raises at once when it shows an exception box."""
+    from selenium.webdriver.common.by import By
+
+    if driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'):
+        raise AssertionError("the dashboard shows an exception: "
+                             + driver.find_element(By.CSS_SELECTOR, '[data-testid="stException"]').text)
+    return not driver.find_elements(By.CSS_SELECTOR, '[data-stale="true"]')
+
+
 def wait_for_dashboard(driver, timeout: float = 90) -> None:
     """Until the KPI cards and every chart are drawn and current; fails at once on an exception box."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     def drawn(driver) -> bool:
-        if driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'):
-            raise AssertionError("the dashboard shows an exception: "
-                                 + driver.find_element(By.CSS_SELECTOR, '[data-testid="stException"]').text)
-        # data-stale: Streamlit is re-running the script and the element may still change.
-        return (set(KPI_LABELS) <= set(kpi_cards(driver))
-                and all(plotly_traces(driver, key) for key in CHART_KEYS)
-                and not driver.find_elements(By.CSS_SELECTOR, '[data-stale="true"]'))
+        return (page_current(driver) and set(KPI_LABELS) <= set(kpi_cards(driver))
+                and all(plotly_traces(driver, key) for key in CHART_KEYS))
 
     WebDriverWait(driver, timeout, poll_frequency=0.25).until(drawn, "the dashboard's KPI cards and charts")
 

@@ -17,12 +17,11 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from conf.settings import load_settings
 from dashboard.health import PANELS
-from scripts.dashboard_screenshot import chromium, plotly_traces, serve
+from scripts.dashboard_screenshot import chromium, page_current, plotly_traces, serve
 from scripts.services import Prometheus, Pushgateway
 from tests.integration.stack import REPO, distinct_free_ports, producer_args, run_producer, start_stream, wait_for
 
@@ -58,11 +57,10 @@ def stream_down_state(prometheus: Prometheus) -> str | None:
 
 def health_page_traces(driver) -> dict[str, list[dict]] | None:
     """{panel key: the traces its chart drew} once every panel of the health page is drawn and current."""
-    if driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'):
-        raise AssertionError(driver.find_element(By.CSS_SELECTOR, '[data-testid="stException"]').text)
+    if not page_current(driver):
+        return None
     traces = {panel.key: plotly_traces(driver, f"health-{panel.key}") for panel in PANELS}
-    drawn = all(shown is not None for shown in traces.values())
-    return traces if drawn and not driver.find_elements(By.CSS_SELECTOR, '[data-stale="true"]') else None
+    return traces if all(shown is not None for shown in traces.values()) else None
 
 
 def stop(job) -> None:

@@ -33,6 +33,8 @@ def test_spark_defaults_hold_the_jvm_settings_and_the_jars(tmp_path, monkeypatch
         # Huge generated methods (the contract check) JIT-compiled, the throughput GC: driver and executors alike.
         "spark.driver.defaultJavaOptions": "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
         "spark.executor.defaultJavaOptions": "-XX:-DontCompileHugeMethods -XX:+UseParallelGC",
+        # Room for every generated class a micro-batch uses: none compiled again each batch.
+        "spark.sql.codegen.cache.maxEntries": "500",
         # Read in place: spark.jars would copy every jar (686 MB) into each executor's scratch folder.
         "spark.driver.extraClassPath": "/cache/maven/a/a-1.jar:/cache/maven/b/b-2.jar",
         "spark.executor.extraClassPath": "/cache/maven/a/a-1.jar:/cache/maven/b/b-2.jar",

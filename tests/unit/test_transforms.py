@@ -146,6 +146,24 @@ def test_the_contract_checks_columns_are_built_once_per_contract_and_column_name
     assert parse_stages(load_schema("trade.v1"), "value", "event", "_violations") is not stages
 
 
+def test_a_generated_class_stays_compiled_after_more_than_sparks_default_100_others(spark):
+    # A micro-batch cycles through ~140 generated classes: with Spark's default cache of 100 the contract check's
+    # were evicted and compiled again every batch (conf/spark/spark-defaults.conf).
+    from pyspark.sql import functions as F
+
+    compilations = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    ids = spark.range(2)
+
+    def run_projection(factor: int) -> None:  # each factor is a literal in the generated source: its own class
+        ids.select((F.col("id") * factor + factor).alias("x")).collect()
+
+    for factor in range(1000, 1130):
+        run_projection(factor)
+    compiled_before = compilations.getCount()
+    run_projection(1000)
+    assert compilations.getCount() == compiled_before
+
+
 def test_trade_stamped_beyond_the_allowed_skew_past_its_kafka_time_is_future(spark):
     # GOOD is stamped 09:30:00; Kafka received it at 09:24:59, 301 s earlier: over the 300 s allowed.
     assert reasons_of(spark, [GOOD], datetime(2026, 1, 5, 9, 24, 59)) == [["trade_ts:future"]]

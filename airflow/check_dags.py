@@ -11,7 +11,7 @@ same bytes:
      "dags": [{"dag_id", "fileloc", "schedule", "timetable", "schedule_assets", "tags", "owners", "max_active_runs",
                "catchup", "dagrun_timeout_seconds", "doc_md", "on_failure_callback", "has_cycle", "task_ids",
                "tasks": {<task_id>: {"operator", "owner", "retries", "execution_timeout_seconds",
-                                     "on_failure_callback", "upstream", "outlets"}}}]}
+                                     "on_failure_callback", "upstream", "trigger_rule", "outlets"}}}]}
 
 `on_failure_callback` lists the callbacks' qualified names ([] when none). Exit 0 when every file imported, 1 when
 any import error (the JSON is written either way), 2 when the folder does not exist.
@@ -86,6 +86,7 @@ def describe_task(task: Any) -> dict[str, Any]:
         "execution_timeout_seconds": seconds(task.execution_timeout),
         "on_failure_callback": callback_names(task.on_failure_callback),
         "upstream": sorted(task.upstream_task_ids),
+        "trigger_rule": getattr(task.trigger_rule, "value", task.trigger_rule),
         "outlets": sorted(getattr(o, "name", str(o)) for o in (task.outlets or [])),
     }
 

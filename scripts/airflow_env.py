@@ -18,7 +18,9 @@ Airflow runs from its own environment (.venv-airflow) and launches the jobs in t
   with the pinned jars, from `make setup`), SPARK_LOCAL_IP, and the local MinIO credentials from
   .lake/credentials.env unless AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are already set.
 - Connections by environment variable: AIRFLOW_CONN_SPARK_DEFAULT defaults to the local master local[2] (a value
-  already set wins, e.g. a spark:// cluster); AIRFLOW_CONN_SLACK_ALERTS passes through only when set.
+  already set wins, e.g. a spark:// cluster); AIRFLOW_CONN_SNOWFLAKE_DEFAULT (the Snowflake provider's connection,
+  stocklake_airflow.warehouse) is built from the SNOWFLAKE_* variables docs/snowflake.md lists when SNOWFLAKE_ACCOUNT
+  is set (a value already set wins); AIRFLOW_CONN_SLACK_ALERTS passes through only when set.
 - Airflow itself: AIRFLOW_HOME (default .lake/airflow), a SQLite database in it, the DAGs and plugins of this
   checkout, no examples, the API server on 127.0.0.1:<port>, the task runners' Execution API on that port, and at
   most 4 tasks at once (AIRFLOW__CORE__PARALLELISM, unless already set).
@@ -107,6 +109,9 @@ def airflow_environment(repo: Path = REPO, airflow_home: Path | None = None, por
         "PYSPARK_PYTHON": str(job_bin / "python"),
     })
     env.setdefault("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(LOCAL_SPARK_CONNECTION))
+    snowflake = snowflake_connection(env)
+    if snowflake is not None:
+        env.setdefault("AIRFLOW_CONN_SNOWFLAKE_DEFAULT", json.dumps(snowflake))
     # Each Spark task is a JVM with a 2 GB driver: a laptop runs a few at once, not Airflow's default 32.
     env.setdefault("AIRFLOW__CORE__PARALLELISM", str(LOCAL_PARALLELISM))
     env.setdefault("SPARK_CONF_DIR", str(runtime_dir(repo) / "spark-conf"))
@@ -116,6 +121,29 @@ def airflow_environment(repo: Path = REPO, airflow_home: Path | None = None, por
         if key in credentials:
             env.setdefault(key, credentials[key])
     return env
+
+
+def snowflake_connection(env: Mapping[str, str]) -> dict | None:
+    """The Snowflake provider's connection from the SNOWFLAKE_* variables (password, or key pair: the key file's
+    path in the extras, its passphrase in the password field, as the provider reads them); None without an account.
+    The values are checked where they are used: names by scripts/snowflake_setup.py, credentials by Snowflake."""
+    def value(name: str) -> str:
+        return env.get(name, "").strip()
+
+    if not value("SNOWFLAKE_ACCOUNT"):
+        return None
+    key_file = value("SNOWFLAKE_PRIVATE_KEY_PATH")
+    extra = {"account": value("SNOWFLAKE_ACCOUNT"), "warehouse": value("SNOWFLAKE_WAREHOUSE"),
+             "database": value("SNOWFLAKE_DATABASE") or "STOCKLAKE", "role": value("SNOWFLAKE_ROLE"),
+             "private_key_file": str(Path(key_file).expanduser()) if key_file else "",
+             # The tag finds Airflow's statements in Snowflake's query history.
+             "session_parameters": {"QUERY_TAG": "stocklake:airflow"}}
+    connection = {"conn_type": "snowflake", "login": value("SNOWFLAKE_USER"),
+                  "extra": {key: item for key, item in extra.items() if item}}
+    password = env.get("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE" if key_file else "SNOWFLAKE_PASSWORD", "")
+    if password:
+        connection["password"] = password
+    return connection
 
 
 def is_secret(name: str) -> bool:

@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Snowflake objects over the lake: Silver Delta tables as external tables, and a least-privilege role for dbt.
 
-  python scripts/snowflake_setup.py render [--only NAME]   print the SQL script, in order; no connection
-  python scripts/snowflake_setup.py apply  [--only NAME]   run it against Snowflake, statement by statement
-  python scripts/snowflake_setup.py refresh                ALTER EXTERNAL TABLE ... REFRESH for each Silver table
+  python scripts/snowflake_setup.py render [--part P] [--only NAME] [--json]   print the SQL, in order; no connection
+  python scripts/snowflake_setup.py apply  [--part P] [--only NAME]            run it, statement by statement
+  python scripts/snowflake_setup.py refresh                   ALTER EXTERNAL TABLE ... REFRESH for each Silver table
+
+Parts (--part): setup (the default: objects, reader role, first refresh), refresh (the external tables re-read
+their Delta logs), bi_grants (SELECT on every Gold mart for SNOWFLAKE_BI_ROLE; none when it is unset). `render
+--json` prints one line, [{"name": ..., "sql": ...}, ...]: what the Airflow tasks run through the Snowflake provider
+(airflow/plugins/stocklake_airflow/warehouse.py).
 
 Why: Snowflake is the production warehouse. It reads Silver where Spark writes it (Delta on S3) instead of a
 copy, through a storage integration (no keys in Snowflake), a stage on the lake bucket and one external table
@@ -21,6 +26,7 @@ never printed, logged or put into error messages. Exit codes: 0 ok, 1 Snowflake 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
@@ -39,6 +45,8 @@ from conf.settings import ConfigError as SettingsError  # noqa: E402
 from conf.settings import load_settings  # noqa: E402
 
 TEMPLATE_DIR = REPO / "conf" / "snowflake"
+# One Gold table per model file here: dbt names a mart's table after its model (no aliases in this project).
+MARTS_DIR = REPO / "dbt_project" / "models" / "marts"
 log = logging.getLogger("stocklake.snowflake_setup")
 
 # Environment variables, in one place so errors and docs use the same names. (Names, not values: ruff's S105 and
@@ -58,6 +66,9 @@ ENV_STORAGE_INTEGRATION = "SNOWFLAKE_STORAGE_INTEGRATION"
 ENV_STAGE = "SNOWFLAKE_STAGE"
 ENV_AWS_ROLE_ARN = "SNOWFLAKE_STORAGE_AWS_ROLE_ARN"
 ENV_ALLOWED_LOCATIONS = "SNOWFLAKE_STORAGE_ALLOWED_LOCATIONS"
+ENV_BI_ROLE = "SNOWFLAKE_BI_ROLE"
+# dbt's profile (dbt_project/profiles.yml) builds Gold in SNOWFLAKE_SCHEMA when set, else SNOWFLAKE_GOLD_SCHEMA.
+ENV_DBT_SCHEMA = "SNOWFLAKE_SCHEMA"
 SECRET_ENV = (ENV_PASSWORD, ENV_PRIVATE_KEY_PASSPHRASE)
 
 DEFAULTS = {
@@ -145,6 +156,7 @@ class SetupConfig:
     bucket: str
     aws_role_arn: str | None
     allowed_locations: tuple[str, ...]
+    bi_role: str | None = None
 
     @property
     def stage_url(self) -> str:
@@ -237,14 +249,18 @@ def load_config(environ: Mapping[str, str] | None = None) -> SetupConfig:
         return identifier(_get(env, name) or DEFAULTS.get(name), name)
 
     arn = _get(env, ENV_AWS_ROLE_ARN)
+    bi_role = _get(env, ENV_BI_ROLE)
     raw_locations = _get(env, ENV_ALLOWED_LOCATIONS)
     locations = tuple(location(item.strip(), ENV_ALLOWED_LOCATIONS)
                       for item in (raw_locations or f"s3://{bucket}/").split(",") if item.strip())
     config = SetupConfig(
-        database=ident(ENV_DATABASE), silver_schema=ident(ENV_SILVER_SCHEMA), gold_schema=ident(ENV_GOLD_SCHEMA),
+        database=ident(ENV_DATABASE), silver_schema=ident(ENV_SILVER_SCHEMA),
+        gold_schema=identifier(_get(env, ENV_DBT_SCHEMA), ENV_DBT_SCHEMA) if _get(env, ENV_DBT_SCHEMA)
+        else ident(ENV_GOLD_SCHEMA),
         warehouse=ident(ENV_WAREHOUSE), reader_role=ident(ENV_READER_ROLE),
         storage_integration=ident(ENV_STORAGE_INTEGRATION), stage=ident(ENV_STAGE), bucket=bucket,
-        aws_role_arn=role_arn(arn, ENV_AWS_ROLE_ARN) if arn else None, allowed_locations=locations)
+        aws_role_arn=role_arn(arn, ENV_AWS_ROLE_ARN) if arn else None, allowed_locations=locations,
+        bi_role=identifier(bi_role, ENV_BI_ROLE) if bi_role else None)
     if config.silver_schema == config.gold_schema:
         # dbt's CREATE privileges on Gold would then also be CREATE privileges on Silver.
         raise ConfigError(f"{ENV_GOLD_SCHEMA}: must differ from {ENV_SILVER_SCHEMA} (Silver stays read-only)")
@@ -423,6 +439,23 @@ def render_refresh(config: SetupConfig) -> list[Statement]:
         "refresh_external_table", table=_silver_table(config, table))) for table in SILVER_TABLES]
 
 
+def gold_marts(models_dir: Path = MARTS_DIR) -> tuple[str, ...]:
+    """The Gold marts' table names, as Snowflake resolves dbt's unquoted names (upper case)."""
+    return tuple(sorted(path.stem.upper() for path in Path(models_dir).glob("*.sql")))
+
+
+def render_bi_grants(config: SetupConfig, marts: Sequence[str] | None = None) -> list[Statement]:
+    """SELECT on each Gold mart for the BI role (docs/powerbi.md), and nothing else: not the staging or
+    intermediate views, not the seeds, not Silver. None without a BI role. Idempotent: a table dbt replaced with
+    COPY GRANTS keeps its grant; a new mart gets one here."""
+    if config.bi_role is None:
+        return []
+    role = quote_ident(config.bi_role)
+    return [Statement(f"grant_bi_select_{mart.lower()}", render_template(
+        "grant_select_table", table=quote_ident(config.database, config.gold_schema, mart), role=role))
+        for mart in (gold_marts() if marts is None else marts)]
+
+
 def render_all(config: SetupConfig) -> list[Statement]:
     """The whole setup in execution order. It ends with a first refresh because the external tables are created
     with REFRESH_ON_CREATE = FALSE and are empty until then."""
@@ -432,6 +465,15 @@ def render_all(config: SetupConfig) -> list[Statement]:
 def refresh_statements(config: SetupConfig) -> list[str]:
     """The SQL the refresh task runs, one ALTER EXTERNAL TABLE ... REFRESH per Silver table."""
     return [statement.sql for statement in render_refresh(config)]
+
+
+PARTS = {"setup": render_all, "refresh": render_refresh, "bi_grants": render_bi_grants}
+
+
+def render_part(config: SetupConfig, part: str) -> list[Statement]:
+    if part not in PARTS:
+        raise ConfigError(f"--part: {_show(part)} is not one of {', '.join(PARTS)}")
+    return PARTS[part](config)
 
 
 def select(statements: Sequence[Statement], only: str | None) -> list[Statement]:
@@ -510,7 +552,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["render", "apply", "refresh"],
                         help="render: print the SQL; apply: run it; refresh: refresh the Silver external tables")
+    parser.add_argument("--part", choices=list(PARTS), default="setup",
+                        help="which statements: setup (default), refresh, bi_grants")
     parser.add_argument("--only", metavar="NAME", help="only the statement with this name (see render's output)")
+    parser.add_argument("--json", action="store_true",
+                        help="render: one JSON line, [{name, sql}, ...], for the Airflow tasks")
     return parser
 
 
@@ -519,9 +565,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     try:
         config = load_config(env)
-        statements = select(render_refresh(config) if args.command == "refresh" else render_all(config), args.only)
+        part = "refresh" if args.command == "refresh" else args.part
+        statements = select(render_part(config, part), args.only)
         if args.command == "render":
-            sys.stdout.write(script(statements))
+            sys.stdout.write(json.dumps([{"name": s.name, "sql": s.sql} for s in statements]) + "\n" if args.json
+                             else script(statements))
             return 0
         connection_config = load_connection_config(env)
         return _run(connection_config, statements, env)

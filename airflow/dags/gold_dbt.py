@@ -10,7 +10,8 @@ from airflow.timetables.trigger import CronTriggerTimetable
 
 from stocklake_airflow.alerts import success_notice
 from stocklake_airflow.assets import GOLD, SILVER_BARS, SILVER_TRADES, WAREHOUSE_SILVER
-from stocklake_airflow.jobs import DEFAULT_ARGS, dbt_build, index_silver_changes, refresh_warehouse_silver
+from stocklake_airflow.jobs import DEFAULT_ARGS, dbt_build, index_silver_changes
+from stocklake_airflow.warehouse import grant_bi_select, refresh_warehouse_silver
 
 
 @dag(
@@ -34,9 +35,13 @@ from stocklake_airflow.jobs import DEFAULT_ARGS, dbt_build, index_silver_changes
 `snowflake` builds the Gold schema in Snowflake from the external tables. First `index_silver_changes`
 (`python -m spark_jobs.silver_changes`) records which (symbol, minute) buckets Silver's commits changed since its
 last run (Delta's change data feed), and on Snowflake `refresh_warehouse_silver` refreshes the external tables
-(the change index first); the candle models then rebuild exactly those buckets at every grain, however old:
+(the change index first; skipped on the local target, and the build runs after a skip); the candle models then rebuild exactly those buckets at every grain, however old:
 late rows the stream writes, reconcile's inserts, a reprocessed day. Compaction changes no row and rebuilds
 nothing.
+
+On Snowflake, `grant_bi_select` then grants the BI role (`SNOWFLAKE_BI_ROLE`, docs/powerbi.md) SELECT on each
+mart through the Snowflake provider (a mart dbt rebuilt keeps its grants: `copy_grants`); skipped locally or
+without a BI role.
 
 After a successful build, `gold_summary_notice` posts Gold's rows per candle table, the trades behind them and
 the newest trade's age (`python -m dashboard.gold_summary`) to the `slack_alerts` connection, where failures go;
@@ -45,7 +50,8 @@ the newest trade's age (`python -m dashboard.gold_summary`) to the `slack_alerts
 )
 def gold_dbt():
     build = dbt_build("dbt_build", timeout=timedelta(minutes=40), outlets=[GOLD])
-    (index_silver_changes() >> refresh_warehouse_silver() >> build
-     >> success_notice("gold_summary_notice", "dashboard.gold_summary", timeout=timedelta(minutes=5)))
+    index_silver_changes() >> refresh_warehouse_silver() >> build
+    build >> [grant_bi_select(),
+              success_notice("gold_summary_notice", "dashboard.gold_summary", timeout=timedelta(minutes=5))]
 
 gold_dbt()

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 
 from stocklake_airflow.assets import GOLD, SILVER_TABLES
-from stocklake_airflow.jobs import DEFAULT_ARGS, dbt_build, index_silver_changes, refresh_warehouse_silver, spark_job
+from stocklake_airflow.jobs import DEFAULT_ARGS, dbt_build, index_silver_changes, spark_job
+from stocklake_airflow.warehouse import grant_bi_select, refresh_warehouse_silver
 
 
 @dag(
@@ -30,7 +31,8 @@ runs `spark_jobs/reprocess.py --from from_date --to to_date`: Silver's partition
 Bronze with the stream's own transforms and replaced atomically (Delta replaceWhere), and quarantine follows for
 the same records. Only closed hours are touched, so the stream keeps running on the current hour. Running it twice
 gives the same tables. Then the Silver change index records what the replacement changed, on Snowflake the
-external tables are refreshed, and `dbt build` rebuilds exactly the Gold buckets of the changed rows, however old.
+external tables are refreshed, and `dbt build` rebuilds exactly the Gold buckets of the changed rows, however old;
+on Snowflake `grant_bi_select` then grants the BI role SELECT on each mart (through the Snowflake provider).
 """,
 )
 def reprocess():
@@ -45,7 +47,7 @@ def reprocess():
     # Gold rebuilds the reprocessed buckets only: the change index names every row the replacement removed or
     # added, and Snowflake's external tables see them once refreshed (the index first).
     gold = dbt_build("rebuild_gold", timeout=timedelta(hours=1), outlets=[GOLD])
-    rebuild >> index_silver_changes() >> refresh_warehouse_silver() >> gold
+    rebuild >> index_silver_changes() >> refresh_warehouse_silver() >> gold >> grant_bi_select()
 
 
 reprocess()

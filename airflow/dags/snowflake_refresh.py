@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
 from stocklake_airflow.assets import WAREHOUSE_SILVER
-from stocklake_airflow.jobs import DEFAULT_ARGS, JOB_PYTHON, job_command, warehouse_target
+from stocklake_airflow.jobs import DEFAULT_ARGS
+from stocklake_airflow.warehouse import refresh_warehouse_silver
 
 
 @dag(
@@ -21,20 +22,14 @@ from stocklake_airflow.jobs import DEFAULT_ARGS, JOB_PYTHON, job_command, wareho
     doc_md="""
 ### Snowflake external-table refresh
 Delta external tables in Snowflake never refresh by themselves. When `warehouse.target` is `snowflake`, this runs
-`scripts/snowflake_setup.py refresh` (one `ALTER EXTERNAL TABLE ... REFRESH` per Silver table; connection settings
-and secrets from the `SNOWFLAKE_*` environment, see docs/snowflake.md). When the target is `local` (DuckDB) the
-refresh is skipped: the run succeeds with the task marked skipped.
+one `ALTER EXTERNAL TABLE ... REFRESH` per Silver table (rendered by `scripts/snowflake_setup.py`) through the
+Snowflake provider on the `snowflake_default` connection (built from the `SNOWFLAKE_*` environment, see
+docs/snowflake.md); the log lists each statement and its query id. When the target is `local` (DuckDB) the refresh
+is skipped: the run succeeds with the task marked skipped.
 """,
 )
 def snowflake_refresh():
-    @task.short_circuit
-    def warehouse_is_snowflake() -> bool:
-        return warehouse_target() == "snowflake"
-
-    refresh = job_command("refresh_external_tables",
-                          f"{JOB_PYTHON} scripts/snowflake_setup.py refresh",
-                          timeout=timedelta(minutes=10), outlets=[WAREHOUSE_SILVER])
-    warehouse_is_snowflake() >> refresh
+    refresh_warehouse_silver("refresh_external_tables", timeout=timedelta(minutes=10), outlets=[WAREHOUSE_SILVER])
 
 
 snowflake_refresh()

@@ -5,6 +5,7 @@ with the environment scripts/airflow_env.py computes for `make airflow`.
     env = airflow_env(airflow_home)                    # airflow_home: the session fixture below (migrated once)
     result = airflow(["dags", "list"], env)
     report = dag_report(env)                           # airflow/check_dags.py: import errors and every DAG's shape
+    runs, output = run_dags(plan, env, tmp_path)       # airflow/run_dags.py: DAGs run in order, in one process
 
 The `airflow_home` fixture (import it into the test module: `from tests.integration.airflow_harness import
 airflow_home  # noqa: F401`) is one AIRFLOW_HOME with a migrated SQLite database per test session, because
@@ -29,6 +30,7 @@ AIRFLOW_VENV = REPO / ".venv-airflow"
 AIRFLOW_BIN = AIRFLOW_VENV / "bin" / "airflow"
 AIRFLOW_PYTHON = AIRFLOW_VENV / "bin" / "python"
 CHECK_DAGS = REPO / "airflow" / "check_dags.py"
+RUN_DAGS = REPO / "airflow" / "run_dags.py"
 # Tests never start the API server; a port nobody listens on keeps a stray call from reaching a developer's Airflow.
 TEST_PORT = 18099
 
@@ -75,6 +77,23 @@ def dag_report(env: Mapping[str, str], dags_folder: Path | None = None, timeout:
         assert result.returncode in (0, 1) and out.exists(), \
             f"check_dags.py failed ({result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         return json.loads(out.read_text())
+
+
+def run_dags(plan: Sequence[Mapping], env: Mapping[str, str], folder: Path,
+             timeout: float = 1800) -> tuple[list[dict], str]:
+    """airflow/run_dags.py on plan (its JSON list of runs) in one Airflow process: each run's result, and the
+    process's output (the task logs, also kept in folder/dag-runs.log). Asserts the process finished with the
+    results written (exit 0 or 1)."""
+    plan_file, results_file = folder / "dag-plan.json", folder / "dag-runs.json"
+    plan_file.write_text(json.dumps(list(plan)))
+    results_file.unlink(missing_ok=True)
+    result = airflow_python(RUN_DAGS, [str(plan_file), "--json", str(results_file)], env, timeout)
+    output = result.stdout + result.stderr
+    with (folder / "dag-runs.log").open("a") as log:
+        log.write(output)
+    assert result.returncode in (0, 1) and results_file.exists(), \
+        f"run_dags.py failed ({result.returncode}):\n{output[-6000:]}"
+    return json.loads(results_file.read_text()), output
 
 
 def migrate(env: Mapping[str, str]) -> None:

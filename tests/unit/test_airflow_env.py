@@ -79,3 +79,26 @@ def test_secret_names_are_masked_by_show():
     assert [name for name in names if is_secret(name)] == [
         "AWS_SECRET_ACCESS_KEY", "AIRFLOW_CONN_SLACK_ALERTS", "SNOWFLAKE_PASSWORD", "FINNHUB_API_KEY",
         "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"]
+
+
+def test_the_snowflake_connection_is_built_from_the_snowflake_environment(tmp_path):
+    repo = make_checkout(tmp_path)
+    snowflake = {"SNOWFLAKE_ACCOUNT": "myorg-acct", "SNOWFLAKE_USER": "airflow", "SNOWFLAKE_WAREHOUSE": "etl_wh",
+                 "SNOWFLAKE_ROLE": "stocklake_reader", "SNOWFLAKE_PASSWORD": "pw-1"}  # pragma: allowlist secret
+    env = airflow_environment(repo, base={"PATH": "/bin", **snowflake})
+    assert json.loads(env["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"]) == {
+        "conn_type": "snowflake", "login": "airflow", "password": "pw-1",  # pragma: allowlist secret
+        "extra": {"account": "myorg-acct", "warehouse": "etl_wh", "database": "STOCKLAKE",
+                  "role": "stocklake_reader", "session_parameters": {"QUERY_TAG": "stocklake:airflow"}}}
+    # Key pair: the key file in the extras, its passphrase where the provider reads it (the password field).
+    key_pair = {**snowflake, "SNOWFLAKE_PASSWORD": "", "SNOWFLAKE_PRIVATE_KEY_PATH": "/keys/rsa.p8",
+                "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE": "phrase", "SNOWFLAKE_DATABASE": "LAKE"}  # pragma: allowlist secret
+    connection = json.loads(airflow_environment(repo, base={"PATH": "/bin", **key_pair})
+                            ["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"])
+    assert (connection["password"], connection["extra"]["private_key_file"], connection["extra"]["database"]) == (
+        "phrase", "/keys/rsa.p8", "LAKE")
+    # No account: no connection; one the user set wins.
+    assert "AIRFLOW_CONN_SNOWFLAKE_DEFAULT" not in airflow_environment(repo, base={"PATH": "/bin"})
+    mine = json.dumps({"conn_type": "snowflake", "login": "someone-else"})
+    assert airflow_environment(repo, base={"PATH": "/bin", **snowflake, "AIRFLOW_CONN_SNOWFLAKE_DEFAULT": mine}
+                               )["AIRFLOW_CONN_SNOWFLAKE_DEFAULT"] == mine

@@ -13,6 +13,7 @@ list (so the test notices when fakesnow learns one of them), and the apply run t
 from __future__ import annotations
 
 import logging
+import json
 import os
 import re
 
@@ -184,6 +185,38 @@ def test_refresh_statements_are_the_alter_external_table_refreshes():
                                                EXPECTED["refresh_silver_trades"], EXPECTED["refresh_silver_quotes"]]
 
 
+GOLD_MARTS = ("DIM_DATE", "DIM_SYMBOL", "FCT_CANDLES_1D", "FCT_CANDLES_1H", "FCT_CANDLES_1M", "FCT_DAILY_ANALYTICS",
+              "FCT_DAILY_BARS", "FCT_MOVING_AVERAGES", "FCT_RETURN_CORRELATIONS", "FCT_SESSION_CANDLES_1D",
+              "FCT_SYMBOL_KPI", "FCT_TOP_MOVERS", "FCT_TREEMAP", "FCT_VOLATILITY")
+
+
+def test_the_bi_role_gets_select_on_each_gold_mart_and_nothing_else():
+    grants = by_name(sf.render_bi_grants(config(SNOWFLAKE_BI_ROLE="stocklake_bi")))
+    assert sf.gold_marts() == GOLD_MARTS
+    assert list(grants) == [f"grant_bi_select_{mart.lower()}" for mart in GOLD_MARTS]
+    assert grants["grant_bi_select_fct_candles_1m"] == (
+        'GRANT SELECT ON TABLE "STOCKLAKE"."GOLD"."FCT_CANDLES_1M" TO ROLE "STOCKLAKE_BI"')
+    assert all(sql.startswith("GRANT SELECT ON TABLE ") for sql in grants.values())
+    # Where dbt builds Gold: SNOWFLAKE_SCHEMA first, as dbt_project/profiles.yml reads it.
+    elsewhere = sf.render_bi_grants(config(SNOWFLAKE_BI_ROLE="bi", SNOWFLAKE_SCHEMA="marts"), ["DIM_DATE"])
+    assert [s.sql for s in elsewhere] == ['GRANT SELECT ON TABLE "STOCKLAKE"."MARTS"."DIM_DATE" TO ROLE "BI"']
+
+
+def test_no_bi_role_no_grants_and_a_bad_one_names_the_variable():
+    assert sf.render_bi_grants(config()) == []
+    with pytest.raises(sf.ConfigError, match="^SNOWFLAKE_BI_ROLE: 'bi; drop table x' is not an unquoted Snowflake"):
+        config(SNOWFLAKE_BI_ROLE="bi; drop table x")
+
+
+def test_cli_render_json_is_one_line_of_names_and_sql(monkeypatch, capsys):
+    setenv(monkeypatch, SNOWFLAKE_BI_ROLE="stocklake_bi")
+    code, out, err = run_main(capsys, "render", "--part", "refresh", "--json")
+    assert (code, err, out.count("\n")) == (0, "", 1)
+    assert json.loads(out) == [{"name": s.name, "sql": s.sql} for s in sf.render_refresh(sf.load_config())]
+    code, out, _ = run_main(capsys, "render", "--part", "bi_grants", "--json")
+    assert [item["name"] for item in json.loads(out)] == [f"grant_bi_select_{m.lower()}" for m in GOLD_MARTS]
+
+
 def test_script_is_runnable_text_with_names_as_comments():
     text = sf.script(sf.render_all(config()))
     assert text.startswith('-- create_database\nCREATE DATABASE IF NOT EXISTS "STOCKLAKE";\n\n'
@@ -199,7 +232,7 @@ def test_every_template_is_used_and_has_no_raw_placeholder_left():
     assert used == {"create_database", "create_schema", "create_storage_integration", "create_stage",
                     "create_external_table", "refresh_external_table", "create_role", "grant_warehouse_usage",
                     "grant_database_usage", "grant_schema_usage", "grant_stage_usage",
-                    "grant_select_external_table", "grant_gold_schema"}
+                    "grant_select_external_table", "grant_gold_schema", "grant_select_table"}
 
 
 def test_templates_take_only_fragments_built_by_the_module():

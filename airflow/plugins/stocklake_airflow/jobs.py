@@ -5,7 +5,8 @@ imports the pipeline.
 
 Where the checkout and the job environment are comes from the environment Airflow runs in (scripts/airflow_env.py
 sets STOCKLAKE_REPO and STOCKLAKE_JOB_PYTHON); secrets never appear here: S3 credentials and the Finnhub key are in
-the environment the tasks inherit, Slack and Spark settings in Airflow connections.
+the environment the tasks inherit, Slack, Spark and Snowflake settings in Airflow connections. SQL on Snowflake goes
+through the Snowflake provider (stocklake_airflow.warehouse), not through a command.
 """
 from __future__ import annotations
 
@@ -77,28 +78,21 @@ def python_job(task_id: str, module: str, args: str = "", *, timeout: timedelta,
 
 def index_silver_changes() -> BashOperator:
     """spark_jobs/silver_changes.py: what changed in Silver since the last index run, for Gold's incremental
-    candles. Runs before every Gold build (and before the Snowflake refresh, which must register the index first)."""
+    candles. Runs before every Gold build (and before the Snowflake refresh, which must register the index first:
+    stocklake_airflow.warehouse)."""
     return python_job("index_silver_changes", "spark_jobs.silver_changes", timeout=timedelta(minutes=20))
 
 
-def refresh_warehouse_silver() -> BashOperator:
-    """On Snowflake, refresh the external tables over Silver and its change index (scripts/snowflake_setup.py
-    refresh), which see new Delta commits only once refreshed; a logged no-op on the local target."""
-    return job_command(
-        "refresh_warehouse_silver",
-        f"if [ \"{setting('warehouse.target')}\" = snowflake ]; then "
-        f"{shlex.quote(JOB_PYTHON)} scripts/snowflake_setup.py refresh; "
-        "else echo 'warehouse.target is local: nothing to refresh'; fi",
-        timeout=timedelta(minutes=20))
-
-
 def dbt_build(task_id: str, *, timeout: timedelta, **kwargs) -> BashOperator:
-    """dbt build of the Gold project on the warehouse.target (incremental: each build rebuilds what changed)."""
+    """dbt build of the Gold project on the warehouse.target (incremental: each build rebuilds what changed).
+
+    It follows the warehouse refresh, which is skipped on the local target: none_failed runs it after a skip, never
+    after a failure."""
     return job_command(
         task_id,
         "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; mkdir -p .lake/warehouse; "
         f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting('warehouse.target')}",
-        timeout=timeout, **kwargs)
+        timeout=timeout, trigger_rule="none_failed", **kwargs)
 
 
 def warehouse_target() -> str:

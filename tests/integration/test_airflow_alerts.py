@@ -1,8 +1,9 @@
 """The Slack failure alert and success notice (airflow/plugins/stocklake_airflow/alerts.py), run by the real Airflow
 in its own environment against a local stand-in for a Slack incoming webhook: the exact message a failed task sends,
 one warning and nothing sent without a connection, a refusing or failing webhook logged and never raised, and the
-webhook token never in any log; the exact Gold summary a successful build posts (dashboard/gold_summary.py run in
-the job environment on a small Gold file), and nothing posted when alerts.success_notices is false."""
+webhook token never in any log; the exact Gold summary a notice posts (dashboard/gold_summary.py run in the job
+environment on a small Gold file), and nothing posted when alerts.success_notices is false. The notice posted by
+the real gold_dbt DAG after a real build: tests/integration/test_airflow_dags.py."""
 from __future__ import annotations
 
 import json
@@ -184,27 +185,7 @@ def test_a_failing_webhook_is_logged_never_raised_and_its_token_never_logged(air
 # -- success notices ---------------------------------------------------------------------------------------------------
 
 # A build task, then the notice as gold_dbt wires it (with a fixed `now`, so the age in the text is exact).
-NOTICE_DAG = '''
-from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
-
-from stocklake_airflow.alerts import success_notice
-
-
-@dag(dag_id="notice_probe", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-     default_args={"retries": 0})
-def notice_probe():
-    @task
-    def build():
-        return "built"
-
-    build() >> success_notice("gold_summary_notice", "dashboard.gold_summary", ["--now", "2026-11-20T21:03:00Z"],
-                              timeout=timedelta(minutes=5))
-
-
-notice_probe()
-'''
 
 # Calls post_job_notice directly (as the notice task does) once per scenario: argv[1] is the log file, argv[2] a JSON
 # list of [name, AIRFLOW_CONN_SLACK_ALERTS or null, STOCKLAKE_ALERTS_SUCCESS_NOTICES, DBT_DUCKDB_PATH]; the job and
@@ -239,28 +220,6 @@ for name, connection, notices, warehouse in json.loads(sys.argv[2]):
 
 def outcomes(result) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.startswith(("RETURNED ", "RAISED "))]
-
-
-def test_a_successful_build_posts_the_gold_summary_to_slack(airflow_home, tmp_path):
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "notice_probe.py").write_text(NOTICE_DAG)
-    warehouse = write_gold(tmp_path / "gold.duckdb", GOLD, CANDLE_MODELS)
-    with SlackWebhookStandIn() as slack:
-        env = airflow_env(airflow_home, {"AIRFLOW__CORE__DAGS_FOLDER": str(dags), "DBT_DUCKDB_PATH": str(warehouse),
-                                         "AIRFLOW_CONN_SLACK_ALERTS": webhook_connection(slack.base_url, slack.token)})
-        result = airflow(["dags", "test", "notice_probe", "2026-01-02"], env, timeout=600)
-        requests = slack.requests
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert GOLD_TEXT == ("Gold build ok: 1m candles 4 rows, 1h 3, 1d 3 (14 trades); "
-                         "newest trade 2026-11-20 20:59 UTC (3 min old)")
-    assert [(r.method, r.path, r.authorized, r.status, r.body) for r in requests] == [
-        ("POST", "/services/<token>", True, 200, {"text": GOLD_TEXT})]
-    assert f"success notice: {GOLD_TEXT}" in output
-    assert "slack alert sent (connection slack_alerts)" in output
-    task_logs = "".join(p.read_text(errors="replace") for p in (airflow_home / "logs").rglob("*") if p.is_file())
-    assert slack.token not in output + task_logs
 
 
 def test_a_notice_is_off_by_setting_never_fails_on_slack_and_fails_when_gold_cannot_be_read(airflow_home, tmp_path):

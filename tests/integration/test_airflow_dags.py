@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from tests.integration.airflow_harness import REPO, airflow_env, airflow_home, dag_report, run_dags  # noqa: F401
 from producer.simulator import VALID_KINDS
 from tests.integration.stack import expected_records, producer_args, run_producer, run_stream_in_session
+from tests.standins.slack_webhook_server import SlackWebhookStandIn
 from tests.standins.snowflake_server import SnowflakeStandIn
 
 pytestmark = pytest.mark.integration
@@ -149,12 +150,12 @@ def test_every_dag_runs_through_airflow_in_one_process_on_the_local_stack(spark,
     # Trades three hours ago (a closed hour), several micro-batches so the hour holds several small files; some
     # arrive late (stamped half an hour back), and those the stream's watermark drops stay in Bronze only.
     start = (datetime.now(timezone.utc) - timedelta(hours=3)).replace(minute=5, second=0, microsecond=0)
-    args = producer_args(3000, seed=31, start_time=start.strftime("%Y-%m-%dT%H:%M:%S"), duplicate_ratio=0.02,
+    args = producer_args(2000, seed=31, start_time=start.strftime("%Y-%m-%dT%H:%M:%S"), duplicate_ratio=0.02,
                          late_ratio=0.02)
     run_producer(env, args, tmp_path)
     valid_ids = sorted({r.event_id for r in expected_records(env, args) if r.kind in VALID_KINDS})
     # Both entities' queries, as production runs them (the watchdog checks every query); no quotes were published.
-    run_stream_in_session(spark, {**env, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "1000"}, tmp_path / "stream.log",
+    run_stream_in_session(spark, {**env, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "700"}, tmp_path / "stream.log",
                           entities=("trades", "quotes"))
     silver_uri, bronze_uri = settings.lake_uri("silver/trades"), settings.lake_uri("bronze/trades")
     # Both hours with trades (the late ones' too) are closed, and the stream's batches left several files in each.
@@ -165,8 +166,10 @@ def test_every_dag_runs_through_airflow_in_one_process_on_the_local_stack(spark,
     day = start.strftime("%Y-%m-%d")
 
     warehouse = tmp_path / "gold.duckdb"
-    dag_env = airflow_env(airflow_home, {**env, "DBT_DUCKDB_PATH": str(warehouse)})
-    with SnowflakeStandIn(tmp_path / "snowflake") as snowflake:
+    with SnowflakeStandIn(tmp_path / "snowflake") as snowflake, SlackWebhookStandIn() as slack:
+        dag_env = airflow_env(airflow_home, {**env, "DBT_DUCKDB_PATH": str(warehouse), "AIRFLOW_CONN_SLACK_ALERTS":
+                                             json.dumps({"conn_type": "slackwebhook", "password": slack.token,
+                                                         "host": slack.base_url})})
         on_snowflake = {"STOCKLAKE_WAREHOUSE_TARGET": "snowflake", "SNOWFLAKE_WAREHOUSE": "etl_wh",
                         "SNOWFLAKE_BI_ROLE": "stocklake_bi", "REQUESTS_CA_BUNDLE": str(snowflake.ca_bundle),
                         "AIRFLOW_CONN_SNOWFLAKE_DEFAULT": json.dumps(snowflake.airflow_connection())}
@@ -186,7 +189,7 @@ def test_every_dag_runs_through_airflow_in_one_process_on_the_local_stack(spark,
             {"dag_id": "lakehouse_maintenance"},
             {"dag_id": "reprocess", "conf": {"from_date": day, "to_date": day, "entity": "trades"}},
         ], dag_env, tmp_path)
-        received = snowflake.statements()
+        received, posted = snowflake.statements(), slack.messages()
 
     assert only_states(runs) == [
         ("stream_watchdog", "success", {"check_stream": "success", "check_silver_freshness": "success"}),
@@ -220,6 +223,12 @@ def test_every_dag_runs_through_airflow_in_one_process_on_the_local_stack(spark,
     assert silver_ids(spark, silver_uri) == valid_ids
     # Gold on DuckDB, rebuilt by reprocess from what changed: every Silver trade in the candles.
     assert gold_trades(warehouse) == (len(valid_ids), len(settings.simulator.symbols))
+    # Slack got one message: the first Gold build's summary (before reconcile), no failure alert.
+    (notice,) = posted
+    summary = re.fullmatch(r"Gold build ok: 1m candles [\d,]+ rows, 1h [\d,]+, 1d [\d,]+ \(([\d,]+) trades\); "
+                           r"newest trade .* UTC \(.*\)", notice)
+    assert summary and int(summary.group(1).replace(",", "")) == len(valid_ids) - dropped_late, notice
+    assert slack.token not in output
     # The backfill: the sample's bars of those three days in silver/bars.
     assert spark.read.format("delta").load(settings.lake_uri("silver/bars")).count() == sample_bars(
         "2026-01-05", "2026-01-07")

@@ -16,8 +16,8 @@ only the tasks named (none of their upstream tasks). RESULT:
 
     [{"dag_id", "run_id", "state", "seconds", "tasks": {<task_id>: <state>}}, ...]
 
-Every run is attempted, whatever became of the previous one; no task is retried (a failure shows at once). Exit 0 when every run succeeded, 1 otherwise (the JSON
-is written either way), 2 for a bad plan or an unknown DAG. Task logs go to stdout, as `airflow dags test` prints
+Every run is attempted, whatever became of the previous one; no task is retried (a failure shows at once). Exit 0
+when every run succeeded, 1 otherwise (the JSON is written either way), 2 for a bad plan or an unknown DAG. Task logs go to stdout, as `airflow dags test` prints
 them.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def run_once(dag: Any, run: Mapping[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("plan", type=Path, help="JSON list of runs: {dag_id, conf?, env?}")
+    parser.add_argument("plan", type=Path, help="JSON list of runs: {dag_id, conf?, env?, tasks?}")
     parser.add_argument("--json", type=Path, required=True, help="where to write the runs' results")
     args = parser.parse_args(argv)
     try:

@@ -255,8 +255,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> SetupConfig:
                       for item in (raw_locations or f"s3://{bucket}/").split(",") if item.strip())
     config = SetupConfig(
         database=ident(ENV_DATABASE), silver_schema=ident(ENV_SILVER_SCHEMA),
-        gold_schema=identifier(_get(env, ENV_DBT_SCHEMA), ENV_DBT_SCHEMA) if _get(env, ENV_DBT_SCHEMA)
-        else ident(ENV_GOLD_SCHEMA),
+        gold_schema=ident(ENV_DBT_SCHEMA if _get(env, ENV_DBT_SCHEMA) else ENV_GOLD_SCHEMA),
         warehouse=ident(ENV_WAREHOUSE), reader_role=ident(ENV_READER_ROLE),
         storage_integration=ident(ENV_STORAGE_INTEGRATION), stage=ident(ENV_STAGE), bucket=bucket,
         aws_role_arn=role_arn(arn, ENV_AWS_ROLE_ARN) if arn else None, allowed_locations=locations,

@@ -59,12 +59,6 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return key_path, cert_path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class SnowflakeStandIn:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -110,11 +104,15 @@ class SnowflakeStandIn:
         import uvicorn
 
         key, _ = self_signed_certificate(self.folder)
-        self.port = _free_port()
-        config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning",
-                                ssl_keyfile=str(key), ssl_certfile=str(self.ca_bundle))
+        # The server gets its socket already bound to a free port: no other process can take the port meanwhile.
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        self.port = listening.getsockname()[1]
+        config = uvicorn.Config(self._app(), log_level="warning", ssl_keyfile=str(key),
+                                ssl_certfile=str(self.ca_bundle))
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="snowflake-standin", daemon=True)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [listening]},
+                                        name="snowflake-standin", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while not self._server.started:

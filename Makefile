@@ -19,7 +19,6 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 export SPARK_CONF_DIR := $(RUNTIME)/spark-conf
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(PYTHON)
-export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 # Local stack credentials: generated once per clone, never committed (see .gitignore), loaded here for every target.
@@ -73,7 +72,7 @@ $(RUNTIME)/env.sh: Makefile
 	@mkdir -p $(@D)
 	@printf '%s\n' '# source .lake/env.sh: the environment the Makefile gives every command, for working by hand.' \
 	  'export STOCKLAKE_CACHE="$(STOCKLAKE_CACHE)" SPARK_CONF_DIR="$(SPARK_CONF_DIR)" SPARK_LOCAL_IP="$(SPARK_LOCAL_IP)"' \
-	  'export PYSPARK_PYTHON="$(PYTHON)" PYTHONPATH="$(CURDIR)" PATH="$(CURDIR)/.venv/bin:$$PATH"' \
+	  'export PYSPARK_PYTHON="$(PYTHON)" PATH="$(CURDIR)/.venv/bin:$$PATH"' \
 	  'set -a; . "$(RUNTIME)/credentials.env"; set +a' > $@
 
 setup: .venv/.synced $(AIRFLOW_VENV)/.synced $(SPARK_CONF_DIR)/spark-defaults.conf \

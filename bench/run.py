@@ -37,19 +37,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from bench import backlog  # noqa: E402
-from bench.baseline import per_message_to_object_store  # noqa: E402
-from bench.breakdown import batch_breakdown, delta_commit_ms  # noqa: E402
-from bench.kafka_ceiling import consume_all  # noqa: E402
-from bench.latency import LiveTailPoller, commit_latencies_ms, percentiles  # noqa: E402
-from bench.memory import PeakMemory  # noqa: E402
-from bench.record_costs import first_records, record_costs  # noqa: E402
-from bench.report import chart, markdown  # noqa: E402
-from bench.sustained import SETTLE_SECONDS, hold_verdict  # noqa: E402
-from conf.settings import Settings, load_settings  # noqa: E402
-from scripts.dashboard_screenshot import free_port  # noqa: E402
+from bench import backlog
+from bench.baseline import per_message_to_object_store
+from bench.breakdown import batch_breakdown, delta_commit_ms
+from bench.kafka_ceiling import consume_all
+from bench.latency import LiveTailPoller, commit_latencies_ms, percentiles
+from bench.memory import PeakMemory
+from bench.record_costs import first_records, record_costs
+from bench.report import chart, markdown
+from bench.sustained import SETTLE_SECONDS, hold_verdict
+from conf.settings import Settings, load_settings
+from scripts.dashboard_screenshot import free_port
 
 PYTHON = sys.executable
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")

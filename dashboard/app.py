@@ -1,7 +1,7 @@
 """stocklake live dashboard: Gold from the configured warehouse, re-read every dashboard.refresh_seconds; and, at
 /health, the pipeline's health from Prometheus (dashboard/health_page.py).
 
-Run: `make dashboard`, or `streamlit run dashboard/app.py` with the repository on PYTHONPATH. Reading is
+Run: `make dashboard`, or `streamlit run dashboard/app.py` in the project's environment. Reading is
 dashboard/queries.py, drawing dashboard/views.py; this file only lays the market page out and keeps the last good
 data for when Gold is being rebuilt.
 """

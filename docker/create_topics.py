@@ -16,13 +16,10 @@ every topic exists afterwards, 1 otherwise, 2 for a configuration error.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conf.kafka_security import client_config  # noqa: E402
-from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
+from conf.kafka_security import client_config
+from conf.settings import ConfigError, Settings, load_settings
 
 TIMEOUT_S = 30.0
 

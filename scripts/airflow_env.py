@@ -5,6 +5,8 @@
   python3 scripts/airflow_env.py [--home DIR] [--port N] show                print it, secrets masked
   python3 scripts/airflow_env.py [--home DIR] admin-password-file            create the admin password file
                                                                              (once, mode 600); print its path
+  python scripts/airflow_env.py container                                    start `airflow standalone` in the
+                                                                             compose stack (docker/compose.yaml)
 
 Airflow runs from its own environment (.venv-airflow) and launches the jobs in the job environment (.venv):
 - PATH: .venv-airflow/bin first (airflow, python), then .venv/bin, so `spark-submit` (the Spark provider runs the
@@ -21,6 +23,11 @@ Airflow runs from its own environment (.venv-airflow) and launches the jobs in t
   already set wins, e.g. a spark:// cluster); AIRFLOW_CONN_SNOWFLAKE_DEFAULT (the Snowflake provider's connection,
   stocklake_airflow.warehouse) is built from the SNOWFLAKE_* variables docs/snowflake.md lists when SNOWFLAKE_ACCOUNT
   is set (a value already set wins); AIRFLOW_CONN_SLACK_ALERTS passes through only when set.
+- In a container (`container`, the airflow service of docker/compose.yaml), what differs: the API server and UI
+  listen on all interfaces (AIRFLOW__API__HOST=0.0.0.0), so the published port reaches them; SPARK_LOCAL_IP is not
+  pinned to 127.0.0.1 unless compose sets it (the jobs run on the compose cluster, whose executors must reach the
+  driver at the container's own address); the admin password is AIRFLOW_ADMIN_PASSWORD (docker/.env), written to the
+  simple auth manager's password file (mode 600) on every start, never printed, and removed from the environment.
 - Airflow itself: AIRFLOW_HOME (default .lake/airflow), a SQLite database in it, the DAGs and plugins of this
   checkout, no examples, the API server on 127.0.0.1:<port>, the task runners' Execution API on that port, and at
   most 4 tasks at once (AIRFLOW__CORE__PARALLELISM, unless already set).
@@ -48,6 +55,8 @@ LOCAL_PARALLELISM = 4
 # (A file name, not a password: ruff's S105 and detect-secrets take the name for one, hence the two comments.)
 ADMIN_PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"  # noqa: S105  # pragma: allowlist secret
 ADMIN_USER = "admin"
+# The container's admin password variable's name, not a password (ruff's S105 and detect-secrets take it for one).
+CONTAINER_PASSWORD_ENV = "AIRFLOW_ADMIN_PASSWORD"  # noqa: S105  # pragma: allowlist secret
 
 
 def runtime_dir(repo: Path = REPO) -> Path:
@@ -165,6 +174,44 @@ def ensure_admin_password_file(airflow_home: Path) -> Path:
     return path
 
 
+def container_environment(base: Mapping[str, str], airflow_home: Path, port: int = DEFAULT_PORT) -> dict[str, str]:
+    """This checkout's Airflow environment, adjusted for a container (see the module docstring)."""
+    env = airflow_environment(airflow_home=airflow_home, port=port, base=base)
+    # All interfaces of the container, so its published port reaches the API server; compose.yaml publishes it on
+    # the host's 127.0.0.1 only.
+    env["AIRFLOW__API__HOST"] = "0.0.0.0"  # noqa: S104 - the container's interfaces, not the host's
+    if "SPARK_LOCAL_IP" not in base:
+        env.pop("SPARK_LOCAL_IP", None)
+    env.pop(CONTAINER_PASSWORD_ENV, None)
+    return env
+
+
+def write_password_file(airflow_home: Path, password: str) -> Path:
+    """The simple auth manager's password file for admin, replaced atomically, readable by this user only."""
+    path = Path(airflow_home) / ADMIN_PASSWORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps({ADMIN_USER: password}) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def start_in_container() -> int:
+    """`airflow standalone` as the container's main process, with the password from the environment."""
+    password = os.environ.get(CONTAINER_PASSWORD_ENV, "")
+    if not password:
+        print(f"airflow_env: {CONTAINER_PASSWORD_ENV} must be set (docker/.env)", file=sys.stderr)
+        return 2
+    home = Path(os.environ.get("AIRFLOW_HOME") or default_airflow_home())
+    write_password_file(home, password)
+    command = ["airflow", "standalone"]
+    # S606: exec without a shell is the point (airflow becomes the container's main process and gets its signals).
+    os.execvpe(command[0], command, container_environment(os.environ, home))  # noqa: S606 - .venv-airflow's airflow
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, help="AIRFLOW_HOME (default .lake/airflow)")
@@ -174,7 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("show", help="print the environment, secrets masked")
     sub.add_parser("admin-password-file", help="create the admin password file if missing; print its path")
+    sub.add_parser("container", help="start airflow standalone in the compose stack (AIRFLOW_ADMIN_PASSWORD)")
     args = parser.parse_args(argv)
+    if args.action == "container":
+        return start_in_container()
     if not 0 < args.port < 65536:
         print(f"airflow_env: --port must be 1-65535, got {args.port}", file=sys.stderr)
         return 2

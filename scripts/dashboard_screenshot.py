@@ -55,7 +55,7 @@ def serve(env: Mapping[str, str], log_path: Path, port: int | None = None, timeo
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
                "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
                "--client.toolbarMode", "viewer"]
-    env = {**env, "PYTHONPATH": str(REPO), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {**env, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         # noqa below: S603, an argv list (no shell): this venv's python running streamlit on the repo's app.

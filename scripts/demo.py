@@ -22,13 +22,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
-from conf.kafka_security import client_config  # noqa: E402
-from conf.settings import load_settings  # noqa: E402
-from services import RUNTIME, Kafka, credentials  # noqa: E402
-from spark_jobs.listener import read_progress  # noqa: E402
+from conf.kafka_security import client_config
+from conf.settings import load_settings
+from scripts.services import RUNTIME, Kafka, credentials
+from spark_jobs.listener import read_progress
 
 BIN = Path(sys.executable).parent
 

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conf.settings import load_settings  # noqa: E402
-from producer.finnhub_ws import Recorder  # noqa: E402
-from producer.simulator import MarketSimulator, validate_symbols  # noqa: E402
+from conf.settings import load_settings
+from producer.finnhub_ws import Recorder
+from producer.simulator import MarketSimulator, validate_symbols
 
 OUT = Path(__file__).resolve().parents[1] / "producer" / "samples" / "finnhub-ws-sample.jsonl"
 START_MS = 1_795_185_000_000   # 2026-11-20T14:30:00Z, Friday: the NYSE opens at 09:30 New York time

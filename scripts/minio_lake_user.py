@@ -27,10 +27,8 @@ from typing import Mapping, Sequence
 from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script, the repo root is not on sys.path
-    sys.path.insert(0, str(REPO))
 
-from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
+from conf.settings import ConfigError, Settings, load_settings
 
 PROG = "minio_lake_user"
 POLICY_PREFIX = "stocklake-lake-"

@@ -32,9 +32,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from conf.settings import ConfigError, load_settings  # noqa: E402
+from conf.settings import ConfigError, load_settings
 
 RUNTIME = Path(os.environ.get("STOCKLAKE_HOME", REPO / ".lake")).resolve()
 CACHE = Path(os.environ.get("STOCKLAKE_CACHE", Path.home() / ".cache" / "stocklake")).expanduser()

@@ -37,12 +37,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script, the repo root is not on sys.path
-    sys.path.insert(0, str(REPO))
 
-from conf.identifiers import IdentifierError, sql_identifier  # noqa: E402
-from conf.settings import ConfigError as SettingsError  # noqa: E402
-from conf.settings import load_settings  # noqa: E402
+from conf.identifiers import IdentifierError, sql_identifier
+from conf.settings import ConfigError as SettingsError
+from conf.settings import load_settings
 
 TEMPLATE_DIR = REPO / "conf" / "snowflake"
 # One Gold table per model file here: dbt names a mart's table after its model (no aliases in this project).

@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Mapping
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
-from conf.settings import ConfigError, load_settings  # noqa: E402
-from services import RUNTIME, Service, ServiceError, port_open  # noqa: E402
+from conf.settings import ConfigError, load_settings
+from scripts.services import RUNTIME, Service, ServiceError, port_open
 
 HOST = "127.0.0.1"
 CLUSTER_DIR = RUNTIME / "spark-cluster"

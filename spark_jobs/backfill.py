@@ -60,29 +60,25 @@ from functools import reduce
 from pathlib import Path
 from typing import Any, Iterable
 
-if __package__ in (None, ""):
-    # Run as a file by spark-submit: make the repository's packages importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
-from delta.tables import DeltaTable  # noqa: E402
-from pyspark.errors import AnalysisException  # noqa: E402
-from pyspark.sql import Column, DataFrame, SparkSession, Window  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-from pyspark.sql.types import DateType, TimestampNTZType, TimestampType  # noqa: E402
-
-from conf.identifiers import IdentifierError, is_symbol  # noqa: E402
-from conf.identifiers import symbol as ticker  # noqa: E402
-from conf.preflight import preflight  # noqa: E402
-from conf.settings import ConfigError, Settings, load_contract, load_settings  # noqa: E402
-from producer.bars import (FILE, FILE_COLUMNS, FINNHUB, CandleClient, CandleFetchFailed,  # noqa: E402
+from conf.identifiers import IdentifierError, is_symbol
+from conf.identifiers import symbol as ticker
+from conf.preflight import preflight
+from conf.settings import ConfigError, Settings, load_contract, load_settings
+from producer.bars import (FILE, FILE_COLUMNS, FINNHUB, CandleClient, CandleFetchFailed,
                            CandleFormatError, candle_events, file_row_event, parse_trading_date)
-from producer.errors import AccessDenied, ApiKeyRejected  # noqa: E402
-from producer.events import encode  # noqa: E402
-from producer.secrets import MissingApiKey, api_key, install_redaction  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT  # noqa: E402
-from spark_jobs.session import build_spark  # noqa: E402
-from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables  # noqa: E402
-from spark_jobs.transforms import BARS, bronze_rows, parse_events, quarantine_rows, silver_rows  # noqa: E402
+from producer.errors import AccessDenied, ApiKeyRejected
+from producer.events import encode
+from producer.secrets import MissingApiKey, api_key, install_redaction
+from spark_jobs.listener import LOG_FORMAT
+from spark_jobs.session import build_spark
+from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables
+from spark_jobs.transforms import BARS, bronze_rows, parse_events, quarantine_rows, silver_rows
 
 log = logging.getLogger("stocklake.backfill")
 

@@ -22,17 +22,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conf.settings import Settings  # noqa: E402
-from spark_jobs.maintenance import (PartitionStats, add_common_arguments, compaction_candidates,  # noqa: E402
+from conf.settings import Settings
+from spark_jobs.maintenance import (PartitionStats, add_common_arguments, compaction_candidates,
                                     first_line, is_delta_table, job_main, log_event, parse_utc,
                                     partition_predicate, read_partition_stats, retry_once_on_conflict,
                                     stats_dict, utc_now)
-from spark_jobs.transforms import ENTITIES  # noqa: E402
+from spark_jobs.transforms import ENTITIES
 
 LAYERS = ("bronze", "silver")
 # Z-order column per layer: the symbol, which most queries filter on.

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -42,16 +41,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conf.settings import ConfigError, Settings, load_contract, load_settings  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT  # noqa: E402
-from spark_jobs.maintenance import is_closed  # noqa: E402
-from spark_jobs.maintenance import parse_utc as parse_now  # noqa: E402
-from spark_jobs.maintenance import credentialed_storage_options as storage_options  # noqa: E402
-from spark_jobs.maintenance import delta_rs_uri  # noqa: E402
-from spark_jobs.transforms import ENTITIES, PARTITION_COLUMNS, Entity  # noqa: E402
+from conf.settings import ConfigError, Settings, load_contract, load_settings
+from spark_jobs.listener import LOG_FORMAT
+from spark_jobs.maintenance import is_closed
+from spark_jobs.maintenance import parse_utc as parse_now
+from spark_jobs.maintenance import credentialed_storage_options as storage_options
+from spark_jobs.maintenance import delta_rs_uri
+from spark_jobs.transforms import ENTITIES, PARTITION_COLUMNS, Entity
 
 LOGGER_NAME = "stocklake.data_quality"
 log = logging.getLogger(LOGGER_NAME)

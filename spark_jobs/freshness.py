@@ -23,15 +23,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conf.settings import ConfigError, load_settings  # noqa: E402
-from producer.market_calendar import MarketHours  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT  # noqa: E402
-from spark_jobs.maintenance import first_line, parse_utc, storage_options  # noqa: E402
-from spark_jobs.pushed_metrics import FRESHNESS_JOB, freshness_samples, push  # noqa: E402
-from spark_jobs.transforms import TRADES  # noqa: E402
+from conf.settings import ConfigError, load_settings
+from producer.market_calendar import MarketHours
+from spark_jobs.listener import LOG_FORMAT
+from spark_jobs.maintenance import first_line, parse_utc, storage_options
+from spark_jobs.pushed_metrics import FRESHNESS_JOB, freshness_samples, push
+from spark_jobs.transforms import TRADES
 
 log = logging.getLogger("stocklake.freshness")
 

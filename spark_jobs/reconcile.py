@@ -31,22 +31,18 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, TypeVar
 
-if __package__ in (None, ""):
-    # Run as a file by spark-submit: make the repository's packages importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from delta.tables import DeltaTable
+from pyspark import SparkContext
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from delta.tables import DeltaTable  # noqa: E402
-from pyspark import SparkContext  # noqa: E402
-from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from conf.preflight import preflight  # noqa: E402
-from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT  # noqa: E402
-from spark_jobs.maintenance import is_concurrent_modification  # noqa: E402
-from spark_jobs.maintenance import parse_utc as parse_now  # noqa: E402
-from spark_jobs.session import build_spark  # noqa: E402
-from spark_jobs.transforms import ENTITIES, Entity, missing_from_silver, parse_events, silver_rows  # noqa: E402
+from conf.preflight import preflight
+from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings
+from spark_jobs.listener import LOG_FORMAT
+from spark_jobs.maintenance import is_concurrent_modification
+from spark_jobs.maintenance import parse_utc as parse_now
+from spark_jobs.session import build_spark
+from spark_jobs.transforms import ENTITIES, Entity, missing_from_silver, parse_events, silver_rows
 
 LOGGER_NAME = "stocklake.reconcile"
 log = logging.getLogger(LOGGER_NAME)

@@ -18,15 +18,12 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from pyspark.sql import SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from conf.settings import ConfigError, Settings, load_contract, load_settings  # noqa: E402
-from spark_jobs.session import build_spark  # noqa: E402
-from spark_jobs.transforms import ENTITIES, Entity, parse_events  # noqa: E402
+from conf.settings import ConfigError, Settings, load_contract, load_settings
+from spark_jobs.session import build_spark
+from spark_jobs.transforms import ENTITIES, Entity, parse_events
 
 
 def account(spark: SparkSession, settings: Settings, entity: Entity) -> dict:

@@ -36,20 +36,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-if __package__ in (None, ""):
-    # Run as a file by spark-submit: make the repository's packages importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from delta.tables import DeltaTable  # noqa: E402
-from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from conf.settings import ConfigError, Settings, load_contract, load_settings  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT  # noqa: E402
-from spark_jobs.maintenance import parse_utc  # noqa: E402
-from spark_jobs.reconcile import (JobError, OneLineParser, delta_table, open_session, parse_day,  # noqa: E402
+from conf.settings import ConfigError, Settings, load_contract, load_settings
+from spark_jobs.listener import LOG_FORMAT
+from spark_jobs.maintenance import parse_utc
+from spark_jobs.reconcile import (JobError, OneLineParser, delta_table, open_session, parse_day,
                                   require_contract_columns, with_retries)
-from spark_jobs.transforms import (ENTITIES, Entity, first_deliveries, judged_rows, parse_events,  # noqa: E402
+from spark_jobs.transforms import (ENTITIES, Entity, first_deliveries, judged_rows, parse_events,
                                    silver_rows)
 
 LOGGER_NAME = "stocklake.reprocess"

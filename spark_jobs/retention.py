@@ -24,17 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conf.identifiers import IdentifierError, lake_uri  # noqa: E402
-from conf.settings import Settings  # noqa: E402
-from spark_jobs.maintenance import (add_common_arguments, expired_partitions, first_line,  # noqa: E402
+from conf.identifiers import IdentifierError, lake_uri
+from conf.settings import Settings
+from spark_jobs.maintenance import (add_common_arguments, expired_partitions, first_line,
                                     is_delta_table, job_main, log_event, parse_utc, read_partition_stats,
                                     retention_cutoff, retry_once_on_conflict, stats_dict, utc_now)
-from spark_jobs.transforms import ENTITIES  # noqa: E402
+from spark_jobs.transforms import ENTITIES
 
 # Raw layers only; never silver.
 LAYERS = ("bronze", "quarantine")

@@ -29,15 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pyarrow as pa
 
-import pyarrow as pa  # noqa: E402
-
-from conf.settings import ConfigError, load_settings  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT  # noqa: E402
-from spark_jobs.maintenance import first_line, storage_options  # noqa: E402
-from spark_jobs.transforms import TRADES  # noqa: E402
+from conf.settings import ConfigError, load_settings
+from spark_jobs.listener import LOG_FORMAT
+from spark_jobs.maintenance import first_line, storage_options
+from spark_jobs.transforms import TRADES
 
 LOGGER_NAME = "stocklake.silver_changes"
 log = logging.getLogger(LOGGER_NAME)

@@ -32,28 +32,23 @@ import sys
 import threading
 import time
 from typing import Callable, TypeVar
-from pathlib import Path
 
-if __package__ in (None, ""):
-    # Run as a file by spark-submit: make the repository's packages importable.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from delta.tables import DeltaTable  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,  # noqa: E402
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,
                                TimestampType)
 
-from conf.kafka_security import client_config, spark_kafka_options  # noqa: E402
-from conf.preflight import preflight, s3_client  # noqa: E402
-from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings  # noqa: E402
-from spark_jobs.data_loss import CheckFailed, Gap, describe, find_gaps  # noqa: E402
-from spark_jobs.exactly_once import BatchAppends  # noqa: E402
-from spark_jobs.heartbeat import stream_heartbeat  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, parse_observation_name  # noqa: E402
-from spark_jobs.session import build_spark  # noqa: E402
-from spark_jobs.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table  # noqa: E402
-from spark_jobs.transforms import (BARS, ENTITIES, PARTITION_COLUMNS, TRADES, Entity, bronze_rows,  # noqa: E402
+from conf.kafka_security import client_config, spark_kafka_options
+from conf.preflight import preflight, s3_client
+from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings
+from spark_jobs.data_loss import CheckFailed, Gap, describe, find_gaps
+from spark_jobs.exactly_once import BatchAppends
+from spark_jobs.heartbeat import stream_heartbeat
+from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, parse_observation_name
+from spark_jobs.session import build_spark
+from spark_jobs.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table
+from spark_jobs.transforms import (BARS, ENTITIES, PARTITION_COLUMNS, TRADES, Entity, bronze_rows,
                                    deduplicate, parse_events, quarantine_rows, silver_rows)
 
 log = logging.getLogger(LOGGER_NAME)

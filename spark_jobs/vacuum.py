@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conf.settings import Settings  # noqa: E402
-from spark_jobs.maintenance import (add_common_arguments, first_line, is_delta_table, job_main,  # noqa: E402
+from conf.settings import Settings
+from spark_jobs.maintenance import (add_common_arguments, first_line, is_delta_table, job_main,
                                     log_event, session_conf)
-from spark_jobs.transforms import ENTITIES  # noqa: E402
+from spark_jobs.transforms import ENTITIES
 
 LAYERS = ("bronze", "silver", "quarantine")
 # Delta's default minimum (delta.deletedFileRetentionDuration = 7 days) that its safety check enforces.

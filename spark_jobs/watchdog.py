@@ -49,18 +49,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from conf.heartbeat import (STREAM_SENDER, Heartbeat, Verdict, assess_heartbeats,  # noqa: E402
+from conf.heartbeat import (STREAM_SENDER, Heartbeat, Verdict, assess_heartbeats,
                             parse_heartbeat, render_verdict)
-from conf.kafka_security import client_config  # noqa: E402
-from conf.preflight import s3_client  # noqa: E402
-from conf.settings import ConfigError, Settings, load_settings  # noqa: E402
-from spark_jobs.data_quality import parse_now  # noqa: E402
-from spark_jobs.listener import LOG_FORMAT  # noqa: E402
-from spark_jobs.pushed_metrics import WATCHDOG_JOB, push, watchdog_samples  # noqa: E402
-from spark_jobs.transforms import ENTITIES, Entity  # noqa: E402
+from conf.kafka_security import client_config
+from conf.preflight import s3_client
+from conf.settings import ConfigError, Settings, load_settings
+from spark_jobs.data_quality import parse_now
+from spark_jobs.listener import LOG_FORMAT
+from spark_jobs.pushed_metrics import WATCHDOG_JOB, push, watchdog_samples
+from spark_jobs.transforms import ENTITIES, Entity
 
 LOGGER_NAME = "stocklake.watchdog"
 log = logging.getLogger(LOGGER_NAME)

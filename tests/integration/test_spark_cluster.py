@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,13 +72,17 @@ def web_json(port: int) -> dict:
         return json.load(response)
 
 
+# Physical plan nodes that start Python workers on the executors (UDFs, pandas/arrow functions, RDD lambdas).
+PYTHON_PLAN_NODE = re.compile(r"\b\w*(?:EvalPython|InPandas|InArrow|PythonUDF|PythonUDTF)\w*\b")
+
+
 def event_log_apps(folder: Path) -> dict[str, dict]:
     """Per application in the event logs (uncompressed, not rolled): its name, executors and where tasks ran."""
     apps = {}
     for path in sorted(folder.iterdir()):
         if path.name.startswith("."):
             continue  # the local file system's checksum files
-        app = {"name": None, "executors": {}, "task_executors": Counter()}
+        app = {"name": None, "executors": {}, "task_executors": Counter(), "plans": 0, "python_plan_nodes": set()}
         for line in path.read_text().splitlines():
             event = json.loads(line)
             kind = event["Event"]
@@ -88,6 +93,9 @@ def event_log_apps(folder: Path) -> dict[str, dict]:
                 app["executors"][event["Executor ID"]] = (info["Host"], info["Total Cores"])
             elif kind == "SparkListenerTaskEnd":
                 app["task_executors"][event["Task Info"]["Executor ID"]] += 1
+            elif kind.endswith(("SparkListenerSQLExecutionStart", "SparkListenerSQLAdaptiveExecutionUpdate")):
+                app["plans"] += 1
+                app["python_plan_nodes"] |= set(PYTHON_PLAN_NODE.findall(event["physicalPlanDescription"]))
         apps[app_id] = app
     return apps
 
@@ -169,6 +177,8 @@ def test_stream_and_compaction_on_the_cluster_land_every_record_exactly_once(spa
         # One executor, the worker's (local mode would have only the driver's, id "driver"), and every task on it.
         assert app["executors"] == {"0": ("127.0.0.1", WORKER_CORES)}, app["name"]
         assert set(app["task_executors"]) == {"0"}, f"{app['name']}: tasks ran outside the worker's executor"
+        # No Python on the executors: on machines that never saw this clone they could not import spark_jobs.
+        assert app["plans"] > 0 and app["python_plan_nodes"] == set(), f"{app['name']}: Python evaluation in a plan"
 
     # The executors got the credentials from the job, not from their worker, and nothing wrote them down.
     worker_pid = int((cluster.home / "worker.pid").read_text())

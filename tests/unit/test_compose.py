@@ -9,7 +9,7 @@
 - Secrets appear only as ${VAR} from docker/.env, every one documented in docker/.env.example and every one there
   used; docker/.env is git-ignored.
 - Long-running services have health checks; depends_on names services that exist, with conditions they can meet.
-- docker/create_topics.py and docker/airflow_standalone.py do what compose relies on (the topic script against the
+- docker/create_topics.py and scripts/airflow_env.py container do what compose relies on (the topic script against the
   real local Kafka: tests/integration/test_stack_and_producer.py).
 """
 from __future__ import annotations
@@ -56,8 +56,7 @@ def load_module(name: str, path: Path):
 
 fetch_compose_schema = load_module("fetch_compose_schema", REPO / "scripts" / "fetch_compose_schema.py")
 create_topics = load_module("create_topics", DOCKER / "create_topics.py")
-airflow_standalone = load_module("airflow_standalone", DOCKER / "airflow_standalone.py")
-airflow_env = airflow_standalone.airflow_env  # scripts/airflow_env.py, as the start script uses it
+airflow_env = load_module("airflow_env", REPO / "scripts" / "airflow_env.py")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
@@ -311,9 +310,11 @@ def test_app_image_installs_the_locked_environments_and_the_pinned_jars(app_dock
     runs = [args for keyword, args in dockerfile_instructions(app_dockerfile) if keyword == "RUN"]
     env = dockerfile_values(app_dockerfile, "ENV")
     syncs = [shlex.split(line.split("uv sync", 1)[1]) for line in runs if "uv sync" in line]
-    assert len(syncs) == 2 and all("--frozen" in args for args in syncs)
-    assert "--no-dev" in syncs[0] and "--project" not in syncs[0]
-    assert option(syncs[1], "--project") == "airflow"
+    assert len(syncs) == 3 and all("--frozen" in args for args in syncs)
+    # The dependencies first, then the project itself (installed, so no PYTHONPATH), then Airflow's environment.
+    assert "--no-dev" in syncs[0] and "--no-install-project" in syncs[0] and "--project" not in syncs[0]
+    assert "--no-dev" in syncs[1] and "--no-install-project" not in syncs[1] and "--project" not in syncs[1]
+    assert option(syncs[2], "--project") == "airflow"
     assert env["UV_PROJECT_ENVIRONMENT"] == f"{IMAGE_REPO}/.venv"
     assert any(f"UV_PROJECT_ENVIRONMENT={IMAGE_REPO}/.venv-airflow" in line for line in runs)
     # The jars: jars/fetch.py with a set that has a lock, writing spark-defaults.conf into SPARK_CONF_DIR.
@@ -326,7 +327,7 @@ def test_app_image_installs_the_locked_environments_and_the_pinned_jars(app_dock
     computed = airflow_env.airflow_environment(repo=Path(IMAGE_REPO), base={"PATH": "/usr/bin"})
     assert env["SPARK_HOME"] == computed["SPARK_HOME"]
     assert env["PYSPARK_PYTHON"] == computed["PYSPARK_PYTHON"]
-    assert env["PYTHONPATH"] == IMAGE_REPO
+    assert "PYTHONPATH" not in env
     assert env["STOCKLAKE_CACHE"] and "STOCKLAKE_CACHE" in NON_SETTING_ENV
 
 
@@ -408,7 +409,7 @@ def test_commands_run_files_and_modules_of_the_repository(services):
                 assert (package / "__main__.py").is_file() or package.with_suffix(".py").is_file(), module
                 checked.add(f"-m {module}")
     assert checked == {"docker/create_topics.py", "spark_jobs/stream.py", "-m producer", "dashboard/app.py",
-                       "docker/airflow_standalone.py"}
+                       "scripts/airflow_env.py"}
     # The executables come from the job environment that uv.lock installs (the same as the local .venv).
     for tool in ("spark-submit", "spark-class", "streamlit"):
         assert (REPO / ".venv" / "bin" / tool).is_file(), tool
@@ -708,32 +709,32 @@ def test_depends_on_targets_exist_with_conditions_they_can_meet(services):
 def test_airflow_container_environment(tmp_path):
     base = {"PATH": "/usr/bin", "AIRFLOW_ADMIN_PASSWORD": "pw-from-env",  # pragma: allowlist secret
             "AIRFLOW_CONN_SPARK_DEFAULT": '{"conn_type": "spark", "host": "spark://spark-master:7077"}'}
-    env = airflow_standalone.container_environment(base, tmp_path)
+    env = airflow_env.container_environment(base, tmp_path)
     assert env["AIRFLOW__API__HOST"] == "0.0.0.0"
     assert "SPARK_LOCAL_IP" not in env and "AIRFLOW_ADMIN_PASSWORD" not in env
     assert env["AIRFLOW_CONN_SPARK_DEFAULT"] == base["AIRFLOW_CONN_SPARK_DEFAULT"]
     assert env["AIRFLOW_HOME"] == str(tmp_path.resolve())
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "airflow" / "dags")
-    pinned = airflow_standalone.container_environment({**base, "SPARK_LOCAL_IP": "10.1.2.3"}, tmp_path)
+    pinned = airflow_env.container_environment({**base, "SPARK_LOCAL_IP": "10.1.2.3"}, tmp_path)
     assert pinned["SPARK_LOCAL_IP"] == "10.1.2.3"
 
 
 def test_airflow_password_file_is_private_and_follows_env(tmp_path):
-    path = airflow_standalone.write_password_file(tmp_path, "first-password")
+    path = airflow_env.write_password_file(tmp_path, "first-password")
     assert path.name == "simple_auth_manager_passwords.json.generated"
     assert json.loads(path.read_text()) == {"admin": "first-password"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    airflow_standalone.write_password_file(tmp_path, "second-password")
+    airflow_env.write_password_file(tmp_path, "second-password")
     assert json.loads(path.read_text()) == {"admin": "second-password"}
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
 def test_airflow_start_refuses_without_a_password(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "AIRFLOW_ADMIN_PASSWORD"}
-    result = subprocess.run([sys.executable, str(DOCKER / "airflow_standalone.py")],
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "airflow_env.py"), "container"],
                             env={**env, "AIRFLOW_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stderr) == (
-        2, "airflow_standalone: AIRFLOW_ADMIN_PASSWORD must be set (docker/.env)\n")
+        2, "airflow_env: AIRFLOW_ADMIN_PASSWORD must be set (docker/.env)\n")
     assert list(tmp_path.iterdir()) == []
 
 

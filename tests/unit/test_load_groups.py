@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
 SHARED_TESTS = 6
 
 CONFTEST = """
@@ -68,7 +67,7 @@ def test_tests_sharing_a_session_or_module_fixture_run_on_one_worker(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider", "-q",
          "--rootdir", str(scratch), str(scratch)],
-        env={**os.environ, "WORKERS_SEEN": str(seen), "PYTHONPATH": str(REPO)}, cwd=tmp_path,
+        env={**os.environ, "WORKERS_SEEN": str(seen)}, cwd=tmp_path,
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for fixture in ("lake", "table"):

@@ -1,6 +1,6 @@
 """Where a micro-batch's time goes, per query, from the stream's own log and the tables' Delta logs (no Spark).
 
-From the job's JSON lines (spark_jobs/listener.py): Spark's durationMs per batch (latestOffset, queryPlanning,
+From the job's JSON lines (spark_jobs/lib/listener.py): Spark's durationMs per batch (latestOffset, queryPlanning,
 addBatch, walCommit, commitOffsets, triggerExecution = the whole batch), the state stores' commit (inside addBatch)
 and, for a Bronze query, its two Delta appends (inside addBatch; spark_jobs/stream.py's bronze_batch_written line).
 From a table's Delta log: how long each commit took after its last data file was written (commitInfo.timestamp -
@@ -12,7 +12,7 @@ import statistics
 from typing import Any
 
 from bench.latency import commit_keys, read_commit
-from spark_jobs.listener import read_progress
+from spark_jobs.lib.listener import read_progress
 
 # Spark's durationMs keys in the order a batch runs them; triggerExecution is the batch's whole time.
 PHASES = ("latestOffset", "queryPlanning", "addBatch", "walCommit", "commitOffsets", "triggerExecution")

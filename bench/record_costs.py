@@ -29,9 +29,9 @@ def first_records(spark: SparkSession, settings, count: int) -> DataFrame:
     differ)."""
     from confluent_kafka.admin import AdminClient
 
-    from spark_jobs.stream import kafka_source_options
-    from spark_jobs.transforms import TRADES
-    from spark_jobs.watchdog import topic_offsets
+    from spark_jobs.lib.stream_io import kafka_source_options
+    from spark_jobs.lib.transforms import TRADES
+    from spark_jobs.lib.checkpoints import topic_offsets
 
     options = kafka_source_options(settings, TRADES)
     topic = options["subscribe"]
@@ -67,7 +67,7 @@ def record_costs(spark: SparkSession, kafka: DataFrame, settings) -> list[dict[s
 
     from conf.settings import load_contract
     from spark_jobs.schemas import struct_type
-    from spark_jobs.transforms import TRADES, bronze_rows, parse_events
+    from spark_jobs.lib.transforms import TRADES, bronze_rows, parse_events
 
     schema = load_contract(TRADES.schema_name)
     scratch = replace(TRADES, name="record_costs")
@@ -104,7 +104,8 @@ def record_costs(spark: SparkSession, kafka: DataFrame, settings) -> list[dict[s
 def bronze_batches(spark: SparkSession, settings, scratch, schema: dict, bronze: DataFrame) -> Callable[[], None]:
     """The Bronze query's own foreachBatch function, each call a new batch of the same records, to `scratch`'s
     tables (a query id of its own, as the stream has inside a query)."""
-    from spark_jobs.stream import bronze_writer, ensure_tables
+    from spark_jobs.lib.tables import ensure_tables
+    from spark_jobs.lib.stream_io import bronze_writer
 
     ensure_tables(spark, settings, scratch, schema, layers=("bronze", "quarantine"))
     write_batch = bronze_writer(settings, scratch, schema)
@@ -122,7 +123,7 @@ def bronze_batches(spark: SparkSession, settings, scratch, schema: dict, bronze:
 def silver_batches(settings, scratch, schema: dict, bronze: DataFrame) -> Callable[[], None]:
     """The Silver query's work on a batch: the check, the valid rows, one row per event id (a shuffle here; the
     stream keeps the ids in its state store), appended to `scratch`'s Silver table."""
-    from spark_jobs.transforms import parse_events, silver_rows
+    from spark_jobs.lib.transforms import parse_events, silver_rows
 
     def run() -> None:
         rows = silver_rows(parse_events(bronze, scratch, schema, 300), scratch).dropDuplicates(["event_id"])

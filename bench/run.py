@@ -199,7 +199,7 @@ class LiveStream:
 
 
 def spark_session(settings: Settings):
-    from spark_jobs.session import build_spark
+    from spark_jobs.lib.session import build_spark
 
     spark = build_spark("stocklake-bench", settings, {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"})
     spark.sparkContext.setLogLevel("ERROR")
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         catch_up_wall = time.monotonic() - catch_up_started
 
         spark = spark_session(day_settings)
-        from spark_jobs.transforms import TRADES
+        from spark_jobs.lib.transforms import TRADES
 
         def count(layer: str) -> int:
             return spark.read.format("delta").load(day_settings.lake_uri(TRADES.table(layer))).count()
@@ -625,7 +625,7 @@ def sample_lag(stream: LiveStream, settings: Settings, publisher: subprocess.Pop
     while the publisher runs and once as it ends."""
     from confluent_kafka.admin import AdminClient
 
-    from spark_jobs.watchdog import topic_offsets
+    from spark_jobs.lib.checkpoints import topic_offsets
 
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
     started = time.monotonic()
@@ -647,8 +647,8 @@ def live_tail_poller(settings: Settings, interval: float) -> LiveTailPoller:
     import pandas as pd
 
     from dashboard.live_tail import LiveTail
-    from spark_jobs.maintenance import credentialed_storage_options, delta_rs_uri
-    from spark_jobs.transforms import TRADES
+    from spark_jobs.lib.delta import credentialed_storage_options, delta_rs_uri
+    from spark_jobs.lib.transforms import TRADES
 
     tail = LiveTail(delta_rs_uri(settings, TRADES.table("silver")), credentialed_storage_options(settings))
     return LiveTailPoller(tail, pd.Timestamp.now(tz="UTC").tz_localize(None).floor("min"), interval)

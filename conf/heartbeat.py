@@ -1,6 +1,6 @@
 """Heartbeats: the record the producer and the stream publish to kafka.heartbeats_topic, and the watchdog's verdict.
 
-Pure functions, shared by producer/heartbeat.py, spark_jobs/heartbeat.py and spark_jobs/watchdog.py (no Kafka
+Pure functions, shared by producer/heartbeat.py, spark_jobs/lib/heartbeat.py and spark_jobs/watchdog.py (no Kafka
 client here). A heartbeat is one compact JSON object, UTF-8, keyed by its sender on a compacted topic, so the
 topic keeps about the newest record of each sender:
 

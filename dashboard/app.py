@@ -17,8 +17,8 @@ import streamlit as st
 from conf.settings import Settings, load_settings
 from dashboard import live_tail, queries, views
 from dashboard.live_tail import LiveMinutes
-from spark_jobs.maintenance import credentialed_storage_options, delta_rs_uri
-from spark_jobs.transforms import TRADES
+from spark_jobs.lib.delta import credentialed_storage_options, delta_rs_uri
+from spark_jobs.lib.transforms import TRADES
 
 # Stable keys: tests and users find the page's parts by them (CSS class st-key-<key> in the browser).
 SYMBOL_KEY, INTERVAL_KEY = "symbol", "interval"

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 from conf.kafka_security import client_config
 from conf.settings import load_settings
 from scripts.services import RUNTIME, Kafka, credentials
-from spark_jobs.listener import read_progress
+from spark_jobs.lib.listener import read_progress
 
 BIN = Path(sys.executable).parent
 

@@ -13,7 +13,7 @@ daemons' own SPARK_CONF_DIR and the worker's work folder (executor logs, fetched
 <runtime>/spark-cluster/, where <runtime> is $STOCKLAKE_HOME or .lake/ in the clone.
 
 The daemons never see the lake's or Kafka's credentials, nor this clone's PYTHONPATH: a job's executors get what
-they need from the job itself (spark_jobs/session.py), exactly as on a cluster of other machines.
+they need from the job itself (spark_jobs/lib/session.py), exactly as on a cluster of other machines.
 """
 from __future__ import annotations
 

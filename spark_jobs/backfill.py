@@ -75,10 +75,11 @@ from producer.bars import (FILE, FILE_COLUMNS, FINNHUB, CandleClient, CandleFetc
 from producer.errors import AccessDenied, ApiKeyRejected
 from producer.events import encode
 from producer.secrets import MissingApiKey, api_key, install_redaction
-from spark_jobs.listener import LOG_FORMAT
-from spark_jobs.session import build_spark
-from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables
-from spark_jobs.transforms import BARS, bronze_rows, parse_events, quarantine_rows, silver_rows
+from spark_jobs.lib.jobs import OneLineParser
+from spark_jobs.lib.logs import LOG_FORMAT
+from spark_jobs.lib.session import build_spark
+from spark_jobs.lib.tables import KAFKA_SCHEMA, ensure_tables
+from spark_jobs.lib.transforms import BARS, bronze_rows, parse_events, quarantine_rows, silver_rows
 
 log = logging.getLogger("stocklake.backfill")
 
@@ -114,11 +115,6 @@ class Bars:
 
 # -- arguments --------------------------------------------------------------------------------------------
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def _iso_date(text: str) -> date:
     day = parse_trading_date(text)
     if day is None:
@@ -143,7 +139,7 @@ def _data_file(text: str) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0], hint=" (see --help)")
     parser.add_argument("--from", dest="start", type=_iso_date, required=True, metavar="YYYY-MM-DD",
                         help="first trading date")
     parser.add_argument("--to", dest="end", type=_iso_date, required=True, metavar="YYYY-MM-DD",

@@ -12,7 +12,7 @@ hour is never touched: its files stay exactly as they are.
 
 OPTIMIZE commits with dataChange=false and only conflicts with a writer that touched the same files; a Delta
 write conflict on a partition is reported and that partition retried once. For each partition the report gives
-files, bytes and rows before and after, from the table's current snapshot (spark_jobs/maintenance.py says how),
+files, bytes and rows before and after, from the table's current snapshot (spark_jobs/lib/hours.py says how),
 plus what OPTIMIZE itself says it removed and added. A missing table is skipped with a line, not an error.
 
 `--now` (default: the real UTC now) is for tests and backfills. Exit 0 when every candidate was compacted (or
@@ -24,11 +24,11 @@ import argparse
 import sys
 
 from conf.settings import Settings
-from spark_jobs.maintenance import (PartitionStats, add_common_arguments, compaction_candidates,
-                                    first_line, is_delta_table, job_main, log_event, parse_utc,
-                                    partition_predicate, read_partition_stats, retry_once_on_conflict,
-                                    stats_dict, utc_now)
-from spark_jobs.transforms import ENTITIES
+from spark_jobs.lib.delta import is_delta_table, read_partition_stats, retry_once_on_conflict
+from spark_jobs.lib.hours import PartitionStats, compaction_candidates, parse_utc, partition_predicate, utc_now
+from spark_jobs.lib.jobs import add_common_arguments, job_main, log_event, stats_dict
+from spark_jobs.lib.logs import first_line
+from spark_jobs.lib.transforms import ENTITIES
 
 LAYERS = ("bronze", "silver")
 # Z-order column per layer: the symbol, which most queries filter on.

@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from conf.settings import ConfigError, Settings, load_contract, load_settings
-from spark_jobs.listener import LOG_FORMAT
-from spark_jobs.maintenance import is_closed
-from spark_jobs.maintenance import parse_utc as parse_now
-from spark_jobs.maintenance import credentialed_storage_options as storage_options
-from spark_jobs.maintenance import delta_rs_uri
-from spark_jobs.transforms import ENTITIES, PARTITION_COLUMNS, Entity
+from spark_jobs.lib.logs import LOG_FORMAT
+from spark_jobs.lib.hours import is_closed
+from spark_jobs.lib.hours import parse_utc as parse_now
+from spark_jobs.lib.delta import credentialed_storage_options as storage_options
+from spark_jobs.lib.delta import delta_rs_uri
+from spark_jobs.lib.transforms import ENTITIES, PARTITION_COLUMNS, Entity
 
 LOGGER_NAME = "stocklake.data_quality"
 log = logging.getLogger(LOGGER_NAME)

@@ -11,7 +11,7 @@ less than that ago is fresh whatever the newest trade (Silver holds the previous
 the session are stale.
 
 Prints one line; --json writes the result; with monitoring.pushgateway_url set, the verdict and whether the market
-is open also go to the Pushgateway (spark_jobs/pushed_metrics.py) for the alert rules of conf/prometheus. Exit 0
+is open also go to the Pushgateway (spark_jobs/lib/pushed_metrics.py) for the alert rules of conf/prometheus. Exit 0
 fresh or closed, 1 stale or Silver unreadable, 2 bad configuration or arguments.
 """
 from __future__ import annotations
@@ -25,10 +25,12 @@ from pathlib import Path
 
 from conf.settings import ConfigError, load_settings
 from producer.market_calendar import MarketHours
-from spark_jobs.listener import LOG_FORMAT
-from spark_jobs.maintenance import first_line, parse_utc, storage_options
-from spark_jobs.pushed_metrics import FRESHNESS_JOB, freshness_samples, push
-from spark_jobs.transforms import TRADES
+from spark_jobs.lib.logs import LOG_FORMAT
+from spark_jobs.lib.delta import storage_options
+from spark_jobs.lib.hours import parse_utc
+from spark_jobs.lib.logs import first_line
+from spark_jobs.lib.pushed_metrics import FRESHNESS_JOB, freshness_samples, push
+from spark_jobs.lib.transforms import TRADES
 
 log = logging.getLogger("stocklake.freshness")
 

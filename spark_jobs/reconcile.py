@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -32,46 +31,28 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from delta.tables import DeltaTable
-from pyspark import SparkContext
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from conf.preflight import preflight
 from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings
-from spark_jobs.listener import LOG_FORMAT
-from spark_jobs.maintenance import is_concurrent_modification
-from spark_jobs.maintenance import parse_utc as parse_now
-from spark_jobs.session import build_spark
-from spark_jobs.transforms import ENTITIES, Entity, missing_from_silver, parse_events, silver_rows
+from spark_jobs.lib.logs import LOG_FORMAT
+from spark_jobs.lib.delta import delta_table, with_retries
+from spark_jobs.lib.hours import DATE_VALUE, HOUR_VALUE
+from spark_jobs.lib.hours import parse_utc as parse_now
+from spark_jobs.lib.transforms import ENTITIES, Entity, missing_from_silver, parse_events, silver_rows
+from spark_jobs.lib.jobs import JobError, OneLineParser, open_session, parse_day
+from spark_jobs.lib.tables import require_contract_columns
 
+# Spelled into the MERGE condition as literals: ASCII digits only, \Z (spark_jobs/lib/hours.py).
+PARTITION_VALUE = {"date": DATE_VALUE, "hour": HOUR_VALUE}
 LOGGER_NAME = "stocklake.reconcile"
 log = logging.getLogger(LOGGER_NAME)
 
-# Waits before the 2nd, 3rd, ... MERGE attempt after a concurrent-modification conflict.
-MERGE_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
-# Spelled into the MERGE condition as literals: ASCII digits only (\d is any Unicode digit) and \Z, not $ (which
-# lets a trailing newline through).
-PARTITION_VALUE = {"date": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z"), "hour": re.compile(r"[0-9]{2}\Z")}
 
 T = TypeVar("T")
 
 
-class JobError(RuntimeError):
-    """The job cannot do its work (a table is missing, a MERGE keeps conflicting): exit code 1."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):  # one clear line on stderr, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 # -- pure helpers -------------------------------------------------------------------------------------------
-
-def parse_day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
 
 
 def lookback_window(now: datetime, days: int) -> tuple[date, date]:
@@ -137,39 +118,7 @@ def merge_condition(partitions: list[tuple[str, str]]) -> str:
     return f"t.event_id = s.event_id AND t.date = s.date AND t.hour = s.hour AND ({pruning})"
 
 
-def error_line(exc: BaseException) -> str:
-    """The JVM exception's class and message (a Py4JJavaError's own first line names only the call)."""
-    java_exc = getattr(exc, "java_exception", None)
-    text = java_exc.toString() if java_exc is not None else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-
-
-def with_retries(action: Callable[[], T], what: str, backoff: tuple[float, ...] = MERGE_BACKOFF_SECONDS,
-                 sleep: Callable[[float], None] = time.sleep) -> tuple[T, int]:
-    """(result, retries) of `action`, retried after each wait in `backoff` while it fails on a Delta commit
-    conflict; any other failure, or a conflict after the last wait, is raised (the conflict as JobError)."""
-    for retries, wait in enumerate((*backoff, None)):
-        try:
-            return action(), retries
-        except Exception as exc:
-            if not is_concurrent_modification(exc):
-                raise
-            first_line = error_line(exc)
-            if wait is None:
-                raise JobError(f"{what}: still conflicting with concurrent commits after {retries + 1} attempts: "
-                               f"{first_line}") from exc
-            log.warning(json.dumps({"event": "merge_conflict", "what": what, "retry_in_seconds": wait,
-                                    "error": first_line[:300]}))
-            sleep(wait)
-    raise AssertionError("unreachable")
-
-
 # -- the job ------------------------------------------------------------------------------------------------
-
-def delta_table(spark: SparkSession, path: str, layer: str) -> DeltaTable:
-    if not DeltaTable.isDeltaTable(spark, path):
-        raise JobError(f"{layer} table {path} is not a Delta table (has the stream run for this entity?)")
-    return DeltaTable.forPath(spark, path)
 
 
 def schema_mismatch(rows: DataFrame, target: DataFrame) -> str | None:
@@ -177,28 +126,6 @@ def schema_mismatch(rows: DataFrame, target: DataFrame) -> str | None:
     ours = [(f.name, f.dataType.simpleString()) for f in rows.schema]
     theirs = [(f.name, f.dataType.simpleString()) for f in target.schema]
     return None if ours == theirs else f"rows have {ours}, Silver has {theirs}"
-
-
-def require_contract_columns(silver_path: str, silver: DataFrame, rows: DataFrame) -> None:
-    """JobError unless Silver has every column of the current contract's rows. A newer contract's columns are the
-    upgraded stream's to add at start-up (stream.add_missing_columns): adding them from a batch job could fail the
-    running stream's next commit."""
-    lacking = [name for name in rows.columns if name not in silver.columns]
-    if lacking:
-        raise JobError(f"{silver_path} lacks the columns {', '.join(lacking)} of the current contract: start the "
-                       f"upgraded stream first, it adds them (README, Operations, \"Upgrading the event schema\")")
-
-
-def open_session(app_name: str, settings: Settings) -> tuple[SparkSession, bool]:
-    """(session, owned): a new session after the start-up checks, or the caller's (tests, a notebook), which the
-    job must then leave running. ConfigError when a check fails."""
-    owned = SparkContext._active_spark_context is None
-    if owned:  # credentials, endpoint and bucket, before the JVM starts
-        preflight(settings, object_store=True)
-    spark = build_spark(app_name, settings, {"spark.ui.enabled": "false"})
-    if owned:
-        spark.sparkContext.setLogLevel("WARN")
-    return spark, owned
 
 
 def merge_missing(spark: SparkSession, silver_path: str, rows: DataFrame, partitions: list[tuple[str, str]],

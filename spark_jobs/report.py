@@ -22,8 +22,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import ConfigError, Settings, load_contract, load_settings
-from spark_jobs.session import build_spark
-from spark_jobs.transforms import ENTITIES, Entity, parse_events
+from spark_jobs.lib.session import build_spark
+from spark_jobs.lib.transforms import ENTITIES, Entity, parse_events
 
 
 def account(spark: SparkSession, settings: Settings, entity: Entity) -> dict:

@@ -41,12 +41,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from conf.settings import ConfigError, Settings, load_contract, load_settings
-from spark_jobs.listener import LOG_FORMAT
-from spark_jobs.maintenance import parse_utc
-from spark_jobs.reconcile import (JobError, OneLineParser, delta_table, open_session, parse_day,
-                                  require_contract_columns, with_retries)
-from spark_jobs.transforms import (ENTITIES, Entity, first_deliveries, judged_rows, parse_events,
-                                   silver_rows)
+from spark_jobs.lib.logs import LOG_FORMAT
+from spark_jobs.lib.hours import parse_utc
+from spark_jobs.lib.delta import delta_table, with_retries
+from spark_jobs.lib.jobs import JobError, OneLineParser, open_session, parse_day
+from spark_jobs.lib.tables import require_contract_columns
+from spark_jobs.lib.transforms import ENTITIES, Entity, first_deliveries, judged_rows, parse_events, silver_rows
 
 LOGGER_NAME = "stocklake.reprocess"
 log = logging.getLogger(LOGGER_NAME)
@@ -87,7 +87,7 @@ class Partitions:
 def closed_window(first: date, last: date, now: datetime, grace_minutes: int) -> Partitions:
     """The closed hours of the days first..last at `now`: an hour is closed once it ended grace_minutes ago.
     ValueError when none is."""
-    # The first hour not yet closed (maintenance.is_closed): hours starting before it are closed.
+    # The first hour not yet closed (spark_jobs/lib/hours.py is_closed): hours starting before it are closed.
     open_from = (now.astimezone(timezone.utc) - timedelta(minutes=grace_minutes)).replace(
         minute=0, second=0, microsecond=0)
     if open_from.date() > last:

@@ -27,10 +27,11 @@ from datetime import date
 
 from conf.identifiers import IdentifierError, lake_uri
 from conf.settings import Settings
-from spark_jobs.maintenance import (add_common_arguments, expired_partitions, first_line,
-                                    is_delta_table, job_main, log_event, parse_utc, read_partition_stats,
-                                    retention_cutoff, retry_once_on_conflict, stats_dict, utc_now)
-from spark_jobs.transforms import ENTITIES
+from spark_jobs.lib.delta import is_delta_table, read_partition_stats, retry_once_on_conflict
+from spark_jobs.lib.hours import expired_partitions, parse_utc, retention_cutoff, utc_now
+from spark_jobs.lib.jobs import add_common_arguments, job_main, log_event, stats_dict
+from spark_jobs.lib.logs import first_line
+from spark_jobs.lib.transforms import ENTITIES
 
 # Raw layers only; never silver.
 LAYERS = ("bronze", "quarantine")

@@ -32,9 +32,10 @@ from typing import Any
 import pyarrow as pa
 
 from conf.settings import ConfigError, load_settings
-from spark_jobs.listener import LOG_FORMAT
-from spark_jobs.maintenance import first_line, storage_options
-from spark_jobs.transforms import TRADES
+from spark_jobs.lib.logs import LOG_FORMAT
+from spark_jobs.lib.delta import storage_options
+from spark_jobs.lib.logs import first_line
+from spark_jobs.lib.transforms import TRADES
 
 LOGGER_NAME = "stocklake.silver_changes"
 log = logging.getLogger(LOGGER_NAME)

@@ -7,7 +7,7 @@ Entities (spark_jobs/transforms.ENTITIES): trades from kafka.trades_topic, quote
 them unless --entity picks some. Two queries per entity, each with its own checkpoint on the object store:
 - bronze_<entity>: every record as received into bronze/<entity>, and the records that break the contract into
   quarantine/<entity> with the reason. One foreachBatch writes both, each append exactly-once per (checkpoint's
-  query id, batch id) through spark_jobs/exactly_once.py: a replayed batch is never written twice, and Delta
+  query id, batch id) through spark_jobs/lib/exactly_once.py: a replayed batch is never written twice, and Delta
   rebuilds the table's state for it once per run, not per batch.
 - silver_<entity>: parsed, valid events, deduplicated on event_id within the watermark (RocksDB state), appended
   to silver/<entity> by a foreachBatch through the same exactly-once appends.
@@ -15,8 +15,8 @@ them unless --entity picks some. Two queries per entity, each with its own check
 `--trigger available-now` processes everything in Kafka up to now and exits (batch-style catch-up);
 the default `processing-time` runs until stopped (SIGTERM/SIGINT stop it between batches).
 
-Observability (names and columns: spark_jobs/stream_metrics.py): one JSON progress line per batch and query
-(spark_jobs/listener.py); a Prometheus endpoint on `--metrics-port N` (default stream.metrics_port; 0 = off; the
+Observability (names and columns: spark_jobs/lib/stream_metrics.py): one JSON progress line per batch and query
+(spark_jobs/lib/listener.py); a Prometheus endpoint on `--metrics-port N` (default stream.metrics_port; 0 = off; the
 bound port is logged as {"event": "metrics_listening", "port": N}); and every batch's progress appended to the
 Delta table stream.metrics_table every stream.metrics_flush_seconds and when the queries stop. The silver queries
 count quarantined rows with a named observation of their parsed rows (rows_quarantined), which leaves the rows
@@ -31,39 +31,29 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, TypeVar
 
-from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import (BinaryType, IntegerType, LongType, StringType, StructField, StructType,
-                               TimestampType)
 
-from conf.kafka_security import client_config, spark_kafka_options
+from conf.kafka_security import client_config
 from conf.preflight import preflight, s3_client
 from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings
-from spark_jobs.data_loss import CheckFailed, Gap, describe, find_gaps
-from spark_jobs.exactly_once import BatchAppends
-from spark_jobs.heartbeat import stream_heartbeat
-from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, parse_observation_name
-from spark_jobs.session import build_spark
-from spark_jobs.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table
-from spark_jobs.transforms import (BARS, ENTITIES, PARTITION_COLUMNS, TRADES, Entity, bronze_rows,
-                                   deduplicate, parse_events, quarantine_rows, silver_rows)
+from spark_jobs.lib.data_loss import CheckFailed, Gap, describe, find_gaps
+from spark_jobs.lib.heartbeat import stream_heartbeat
+from spark_jobs.lib.listener import LOGGER_NAME, ProgressLogger, parse_observation_name
+from spark_jobs.lib.logs import LOG_FORMAT
+from spark_jobs.lib.session import build_spark
+from spark_jobs.lib.stream_metrics import MetricsTable, StreamMetrics, ensure_metrics_table
+from spark_jobs.lib.transforms import (BARS, ENTITIES, TRADES, Entity, bronze_rows, deduplicate,
+                                       parse_events, silver_rows)
+from spark_jobs.lib.stream_io import bronze_writer, kafka_stream, silver_writer
+from spark_jobs.lib.tables import ensure_tables
 
 log = logging.getLogger(LOGGER_NAME)
-T = TypeVar("T")
 
 # After the queries stop, how long to wait for their last progress events to reach the listener before the
 # final metrics flush (they normally arrive within milliseconds).
 LAST_PROGRESS_WAIT_SECONDS = 30
-
-# The Kafka source's schema, for creating the tables before the first batch arrives.
-KAFKA_SCHEMA = StructType([
-    StructField("key", BinaryType()), StructField("value", BinaryType()), StructField("topic", StringType()),
-    StructField("partition", IntegerType()), StructField("offset", LongType()),
-    StructField("timestamp", TimestampType()), StructField("timestampType", IntegerType()),
-])
 
 
 def parse_trigger(text: str) -> dict:
@@ -79,135 +69,6 @@ def parse_trigger(text: str) -> dict:
                 raise argparse.ArgumentTypeError(str(exc)) from None
         return {"processingTime": interval} if interval else {"processingTime": None}
     raise argparse.ArgumentTypeError(f"unknown trigger {text!r}: use processing-time[=INTERVAL] or available-now")
-
-
-def kafka_source_options(settings: Settings, entity: Entity, fail_on_data_loss: bool = True) -> dict[str, str]:
-    """The Kafka source's options for one entity's topic."""
-    stream = settings.stream
-    return {
-        "kafka.bootstrap.servers": settings.kafka.bootstrap_servers,
-        **spark_kafka_options(settings),
-        "subscribe": settings.kafka[entity.topic_setting],
-        "startingOffsets": stream.starting_offsets,
-        "maxOffsetsPerTrigger": str(stream.max_offsets_per_trigger),
-        # A live micro-batch reads to the end of each partition, where the broker holds a fetch that finds no record
-        # for fetch.max.wait.ms (Kafka's default 500 ms) before answering: a task slot held idle per partition, about
-        # a second per batch on 2 cores (README, Performance).
-        "kafka.fetch.max.wait.ms": str(stream.kafka_fetch_max_wait_ms),
-        # Offsets lost to retention before we read them must stop the job loudly, never be skipped; only an
-        # operator's --accept-data-loss run (README: "Recovering from Kafka data loss") passes over them.
-        "failOnDataLoss": str(fail_on_data_loss).lower(),
-    }
-
-
-def kafka_stream(spark: SparkSession, settings: Settings, entity: Entity, fail_on_data_loss: bool = True) -> DataFrame:
-    return (spark.readStream.format("kafka")
-            .options(**kafka_source_options(settings, entity, fail_on_data_loss))
-            .load())
-
-
-# Silver keeps Delta's change data feed: spark_jobs/silver_changes.py reads which rows each commit added or removed,
-# so Gold rebuilds exactly the buckets that changed (appends cost nothing extra: the feed reads their data files).
-SILVER_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
-
-
-def ensure_tables(spark: SparkSession, settings: Settings, entity: Entity, schema: dict,
-                  layers: tuple[str, ...] = ("bronze", "silver", "quarantine")) -> None:
-    """Create the entity's tables of `layers` (empty, partitioned) so readers never meet a missing table, and give an
-    existing table the columns a newer contract adds (add_missing_columns)."""
-    empty = bronze_rows(spark.createDataFrame([], KAFKA_SCHEMA))
-    parsed = parse_events(empty, entity, schema, settings.stream.max_future_skew_seconds)
-    tables = {"bronze": empty, "silver": silver_rows(parsed, entity), "quarantine": quarantine_rows(parsed)}
-    for layer, df in ((layer, tables[layer]) for layer in layers):
-        path = settings.lake_uri(entity.table(layer))
-        properties = SILVER_PROPERTIES if layer == "silver" else {}
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(df.schema)
-        for key, value in properties.items():
-            builder = builder.property(key, value)
-        builder.partitionedBy(*PARTITION_COLUMNS).execute()
-        add_missing_columns(spark, path, df.schema)
-        set_missing_properties(spark, path, properties)
-
-
-def set_missing_properties(spark: SparkSession, path: str, properties: dict[str, str]) -> list[str]:
-    """Give a table created by an older release the properties a new one is created with (one metadata commit);
-    returns the keys set."""
-    current = DeltaTable.forPath(spark, path).detail().first()["properties"]
-    missing = {key: value for key, value in properties.items() if current.get(key) != value}
-    if missing:
-        assignments = ", ".join(f"'{key}' = '{value}'" for key, value in missing.items())
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
-        log.info(json.dumps({"event": "table_properties_set", "table": path, "properties": missing}))
-    return list(missing)
-
-
-def add_missing_columns(spark: SparkSession, path: str, schema: StructType) -> list[str]:
-    """Delta schema evolution for a new schema version: the columns of `schema` the table lacks are added (at the
-    end, nullable: the rows already there read them as null), in one metadata-only commit. Returns their names.
-
-    Only additions: a contract version may only add optional fields (conf.settings.load_contract), so a column
-    never changes type or disappears."""
-    existing = {field.name for field in DeltaTable.forPath(spark, path).toDF().schema}
-    missing = [field for field in schema if field.name not in existing]
-    if missing:
-        columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in missing)
-        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
-        log.info(json.dumps({"event": "table_columns_added", "table": path,
-                             "columns": [field.name for field in missing]}))
-    return [field.name for field in missing]
-
-
-def appends_per_query(make: Callable[[str], T]) -> Callable[[DataFrame], T]:
-    """A foreachBatch's exactly-once appenders (spark_jobs/exactly_once.py), made by `make` once per streaming query
-    id. The query id survives restarts but changes with a new checkpoint, so a fresh checkpoint never has its
-    batches mistaken for already-written ones."""
-    made: dict[str, T] = {}
-
-    def of(batch: DataFrame) -> T:
-        query_id = batch.sparkSession.sparkContext.getLocalProperty("sql.streaming.queryId")
-        if not query_id:
-            raise RuntimeError("streaming query id unavailable in foreachBatch; refusing a non-idempotent write")
-        if query_id not in made:
-            made[query_id] = make(query_id)
-        return made[query_id]
-
-    return of
-
-
-def bronze_writer(settings: Settings, entity: Entity, schema: dict):
-    bronze_path = settings.lake_uri(entity.table("bronze"))
-    quarantine_path = settings.lake_uri(entity.table("quarantine"))
-    skew = settings.stream.max_future_skew_seconds
-    appends = appends_per_query(lambda query_id: (BatchAppends(bronze_path, f"bronze-{query_id}"),
-                                                  BatchAppends(quarantine_path, f"quarantine-{query_id}")))
-
-    def write_batch(batch: DataFrame, batch_id: int) -> None:
-        bronze, quarantine = appends(batch)
-        started = time.monotonic()
-        batch.persist()
-        try:
-            bronze.append(batch, batch_id)
-            bronze_done = time.monotonic()
-            quarantine.append(quarantine_rows(parse_events(batch, entity, schema, skew)), batch_id)
-        finally:
-            batch.unpersist()
-        # Inside the query's addBatch: where a Bronze batch's time goes (make bench reads these lines).
-        log.info(json.dumps({"event": "bronze_batch_written", "query": f"bronze_{entity.name}", "batch_id": batch_id,
-                             "bronze_write_ms": round((bronze_done - started) * 1000),
-                             "quarantine_write_ms": round((time.monotonic() - bronze_done) * 1000)}))
-
-    return write_batch
-
-
-def silver_writer(settings: Settings, entity: Entity):
-    silver_path = settings.lake_uri(entity.table("silver"))
-    # The application id is the query id itself: the Delta sink's txnAppId, which checkpoints it wrote continue.
-    appends = appends_per_query(lambda query_id: BatchAppends(silver_path, query_id))
-
-    def write_batch(batch: DataFrame, batch_id: int) -> None:
-        appends(batch).append(batch, batch_id)
-
-    return write_batch
 
 
 def start_queries(spark: SparkSession, settings: Settings, entity: Entity, trigger: dict,
@@ -304,7 +165,7 @@ def route_jvm_stop_signals(spark: SparkSession, on_signal) -> JvmSignalHandler:
 
 
 def check_data_loss(settings: Settings, entities: list[Entity]) -> list[Gap]:
-    """Records the checkpoints still have to read that Kafka no longer holds (spark_jobs/data_loss.py)."""
+    """Records the checkpoints still have to read that Kafka no longer holds (spark_jobs/lib/data_loss.py)."""
     from confluent_kafka.admin import AdminClient
 
     return find_gaps(settings, s3_client(settings), AdminClient(client_config(settings)), entities)

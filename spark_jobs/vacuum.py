@@ -24,9 +24,10 @@ import argparse
 import sys
 
 from conf.settings import Settings
-from spark_jobs.maintenance import (add_common_arguments, first_line, is_delta_table, job_main,
-                                    log_event, session_conf)
-from spark_jobs.transforms import ENTITIES
+from spark_jobs.lib.delta import is_delta_table, session_conf
+from spark_jobs.lib.jobs import add_common_arguments, job_main, log_event
+from spark_jobs.lib.logs import first_line
+from spark_jobs.lib.transforms import ENTITIES
 
 LAYERS = ("bronze", "silver", "quarantine")
 # Delta's default minimum (delta.deletedFileRetentionDuration = 7 days) that its safety check enforces.

@@ -117,7 +117,7 @@ def pytest_collection_modifyitems(items) -> None:
 @pytest.fixture(scope="session")
 def spark():
     """A local SparkSession with Delta and S3A on the local MinIO, as the jobs build it."""
-    from spark_jobs.session import build_spark
+    from spark_jobs.lib.session import build_spark
 
     session = build_spark("stocklake-tests", load_settings(), {
         "spark.master": "local[2]",

@@ -132,7 +132,7 @@ def produce(runs: list[tuple[dict, list[str]]], workdir: Path) -> tuple[tuple[Si
 @pytest.fixture(scope="session")
 def lake(spark, run_id, tmp_path_factory) -> Lake:
     from spark_jobs.report import account
-    from spark_jobs.transforms import TRADES
+    from spark_jobs.lib.transforms import TRADES
 
     workdir = tmp_path_factory.mktemp("lake")
     env = {**os.environ, **namespace_env(run_id, "lake")}

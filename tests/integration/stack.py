@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 from conf.settings import Settings, load_settings
-from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, read_progress
+from spark_jobs.lib.listener import LOGGER_NAME, read_progress
+from spark_jobs.lib.logs import LOG_FORMAT
 
 REPO = Path(__file__).resolve().parents[2]
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")

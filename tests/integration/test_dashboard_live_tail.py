@@ -13,7 +13,7 @@ from deltalake import DeltaTable, write_deltalake
 from streamlit.testing.v1 import AppTest
 
 from dashboard import live_tail
-from spark_jobs.maintenance import credentialed_storage_options, delta_rs_uri
+from spark_jobs.lib.delta import credentialed_storage_options, delta_rs_uri
 from tests.unit.test_dashboard_queries import GOLD, MODELS, write_gold
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from pyspark.sql import functions as F
 
 from conf.settings import load_contract
 from spark_jobs.data_quality import main
-from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables
-from spark_jobs.transforms import TRADES, bronze_rows, parse_events, silver_rows
+from spark_jobs.lib.tables import KAFKA_SCHEMA, ensure_tables
+from spark_jobs.lib.transforms import TRADES, bronze_rows, parse_events, silver_rows
 from tests.integration.stack import REPO, expected_records, producer_args
 
 pytestmark = pytest.mark.integration

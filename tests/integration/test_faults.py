@@ -29,10 +29,10 @@ from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from pyspark.sql import functions as F
 
-from spark_jobs.exactly_once import parse_marker
+from spark_jobs.lib.exactly_once import parse_marker
 from spark_jobs.report import account
-from spark_jobs.transforms import TRADES
-from spark_jobs.watchdog import list_checkpoint
+from spark_jobs.lib.transforms import TRADES
+from spark_jobs.lib.checkpoints import list_checkpoint
 from tests.integration.stack import (REPO, batch_records, expected_records, free_port, kill_process_group, producer_args,
                                      run_producer, run_stream_in_session, s3_client, start_stream, stream_command,
                                      wait_for)
@@ -126,7 +126,7 @@ class Kill:
 
 
 def commit_batch_ids(store, settings, layer: str, app_prefix: str) -> Counter:
-    """Batch id -> how many commits of the layer's table carry it: the batch marker of spark_jobs/exactly_once.py
+    """Batch id -> how many commits of the layer's table carry it: the batch marker of spark_jobs/lib/exactly_once.py
     (commitInfo.userMetadata of the foreachBatch appends, app <app_prefix>-<query id>) or the txn action (the first
     batch of a run's foreachBatch appends: txnAppId <app_prefix>-<query id>; the Delta sink: the query id)."""
     batches: Counter = Counter()

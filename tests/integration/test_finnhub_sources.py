@@ -14,7 +14,7 @@ import pytest
 
 from producer.events import make_trade_event
 from spark_jobs.report import account
-from spark_jobs.transforms import QUOTES, TRADES
+from spark_jobs.lib.transforms import QUOTES, TRADES
 from tests.integration.stack import REPO, free_port, run_producer, run_stream_in_session, wait_for
 from tests.standins.finnhub_rest_server import FinnhubRestStandIn
 from tests.standins.finnhub_ws_server import FinnhubWsStandIn, Session, trade_item

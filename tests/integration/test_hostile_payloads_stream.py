@@ -31,7 +31,7 @@ from producer.events import EventValidator
 from producer.kafka_sink import DLQ_RAW_LIMIT_BYTES, KafkaPublisher, dlq_record
 from producer.simulator import SimRecord
 from spark_jobs.report import account
-from spark_jobs.transforms import TRADES
+from spark_jobs.lib.transforms import TRADES
 from tests.conftest import namespace_env
 from tests.hostile_payloads import (ANY, BUGS, PRODUCER_REASONS, STREAM_REASONS, Hostile, fixed_event,
                                     pinned_payloads, render, stratified_sample, valid_payloads, valid_variants)

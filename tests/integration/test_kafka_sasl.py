@@ -14,7 +14,7 @@ import pytest
 
 from scripts.services import ensure_scram_user
 from spark_jobs.report import account
-from spark_jobs.transforms import TRADES
+from spark_jobs.lib.transforms import TRADES
 from tests.integration.secured_stream import sasl_env
 from tests.integration.stack import REPO, producer_args
 

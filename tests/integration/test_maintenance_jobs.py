@@ -17,8 +17,8 @@ from delta.tables import DeltaTable
 from conf.settings import load_contract
 from producer.events import encode, make_trade_event
 from spark_jobs import compact, retention, vacuum
-from spark_jobs.stream import KAFKA_SCHEMA, ensure_tables
-from spark_jobs.transforms import TRADES, bronze_rows, parse_events, quarantine_rows, silver_rows
+from spark_jobs.lib.tables import KAFKA_SCHEMA, ensure_tables
+from spark_jobs.lib.transforms import TRADES, bronze_rows, parse_events, quarantine_rows, silver_rows
 from tests.integration.stack import REPO, s3_client
 
 pytestmark = pytest.mark.integration

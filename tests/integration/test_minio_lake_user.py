@@ -125,7 +125,7 @@ def test_pipeline_runs_as_the_lake_user(secured_stream):
     """The secured run (tests/integration/secured_stream.py) wrote with the lake user's keys only."""
     from deltalake import DeltaTable
 
-    from spark_jobs.maintenance import storage_options
+    from spark_jobs.lib.delta import storage_options
 
     run = secured_stream
     settings, access_key, secret_key = run.settings, run.lake_access_key, run.env["AWS_SECRET_ACCESS_KEY"]

@@ -77,7 +77,7 @@ def test_a_second_run_duplicates_nothing_and_keeps_late_events_in_bronze(lake, s
     assert quarantine_reasons(lake, spark, "second_stream") == Counter(
         r.expected_reason for r in lake.all_records() if r.kind == "malformed")
     # The re-delivered day-2 trades were already in Silver: the second run knew them from the dedup state restored
-    # out of the checkpoint, which RocksDB keeps as changelog files (spark_jobs/session.py: only the changed keys
+    # out of the checkpoint, which RocksDB keeps as changelog files (spark_jobs/lib/session.py: only the changed keys
     # are uploaded per batch).
     assert {r.event_id for r in lake.redelivered} <= set(silver_ids(lake, spark, "first_stream"))
     assert any(name.endswith(".changelog") for name in state_files(lake.settings, "silver_trades"))

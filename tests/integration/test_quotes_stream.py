@@ -9,9 +9,9 @@ from confluent_kafka import Producer
 from delta.tables import DeltaTable
 
 from producer.events import encode, make_quote_event
-from spark_jobs.listener import read_progress
+from spark_jobs.lib.listener import read_progress
 from spark_jobs.report import account
-from spark_jobs.transforms import QUOTES, TRADES
+from spark_jobs.lib.transforms import QUOTES, TRADES
 from tests.integration.stack import run_stream_in_session
 
 pytestmark = pytest.mark.integration

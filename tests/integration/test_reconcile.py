@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs.reconcile import main, merge_missing
 from spark_jobs.report import account
-from spark_jobs.transforms import TRADES
+from spark_jobs.lib.transforms import TRADES
 from tests.integration.stack import environment
 
 pytestmark = pytest.mark.integration

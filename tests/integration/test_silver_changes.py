@@ -11,10 +11,10 @@ import pytest
 from delta.tables import DeltaTable
 
 from conf.settings import load_contract
-from spark_jobs.maintenance import storage_options
+from spark_jobs.lib.delta import storage_options
 from spark_jobs.silver_changes import index_changes
-from spark_jobs.stream import SILVER_PROPERTIES, ensure_tables
-from spark_jobs.transforms import TRADES
+from spark_jobs.lib.tables import SILVER_PROPERTIES, ensure_tables
+from spark_jobs.lib.transforms import TRADES
 from tests.integration.stack import REPO
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from contextlib import redirect_stderr
 import pytest
 from pyspark.sql import functions as F
 
-from spark_jobs.listener import read_progress
+from spark_jobs.lib.listener import read_progress
 from spark_jobs.stream import run
 
 pytestmark = pytest.mark.integration

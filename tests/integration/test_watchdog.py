@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from spark_jobs.listener import read_progress
+from spark_jobs.lib.listener import read_progress
 from spark_jobs.watchdog import main
 from tests.integration.stack import REPO, producer_args, run_producer, run_stream_in_session, s3_client
 from tests.integration.test_heartbeats import heartbeat_records, iso_ms, newest_valid_trade_ts, producer_counts

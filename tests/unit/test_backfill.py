@@ -24,7 +24,7 @@ from spark_jobs.backfill import (NO_CANDLE_ACCESS, OHLC_INCONSISTENT, Bars, Usag
                                  first_per_event_id, parse_args, read_file, select_file_rows, silver_outcomes,
                                  validate_bars)
 from spark_jobs.schemas import struct_type
-from spark_jobs.transforms import BARS, BATCH_ENTITIES, ENTITIES, quarantine_rows, silver_rows
+from spark_jobs.lib.transforms import BARS, BATCH_ENTITIES, ENTITIES, quarantine_rows, silver_rows
 from tests.standins.finnhub_rest_server import Candle, FinnhubRestStandIn, candle_body
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from bench.breakdown import HEADER, batch_breakdown, commit_after_files_ms, markdown_rows
 from bench.report import markdown
-from spark_jobs.listener import progress_record
+from spark_jobs.lib.listener import progress_record
 
 
 def line(record: dict) -> str:

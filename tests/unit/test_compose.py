@@ -482,7 +482,7 @@ def test_producer_commands_parse_with_the_producer_cli(services):
 
 def test_stream_command_parses_with_the_stream_cli(services):
     from spark_jobs.stream import parse_args
-    from spark_jobs.transforms import ENTITIES
+    from spark_jobs.lib.transforms import ENTITIES
 
     command = command_of(services["stream"])
     args = parse_args(command[command.index("spark_jobs/stream.py") + 1:])

@@ -1,7 +1,7 @@
 """The data-loss check's pure parts: which partitions lost records, and the one line that says so."""
 from __future__ import annotations
 
-from spark_jobs.data_loss import Gap, describe, gaps
+from spark_jobs.lib.data_loss import Gap, describe, gaps
 
 
 def test_only_partitions_whose_next_offset_kafka_no_longer_holds_are_gaps():

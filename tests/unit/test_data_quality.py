@@ -10,7 +10,7 @@ import pytest
 from conf.settings import load_settings
 from spark_jobs.data_quality import (allowed_symbols, contract, latest_closed_hours, main, parse_now,
                                      parse_partition, render, table_partitions, validate)
-from spark_jobs.transforms import QUOTES, TRADES
+from spark_jobs.lib.transforms import QUOTES, TRADES
 
 TRADES_CONTRACT = contract(TRADES)
 QUOTES_CONTRACT = contract(QUOTES)

@@ -1,12 +1,12 @@
-"""spark_jobs/exactly_once.py on real local Delta tables: every micro-batch appended once, a replay skipped, and
+"""spark_jobs/lib/exactly_once.py on real local Delta tables: every micro-batch appended once, a replay skipped, and
 Delta's state rebuilt for the check once per run, not per batch."""
 from __future__ import annotations
 
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from spark_jobs import exactly_once
-from spark_jobs.exactly_once import BatchAppends, marked_batch, marker, parse_marker
+from spark_jobs.lib import exactly_once
+from spark_jobs.lib.exactly_once import BatchAppends, marked_batch, marker, parse_marker
 
 
 def batch_frame(spark, batch_id: int, rows: int = 3):

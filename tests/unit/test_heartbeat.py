@@ -19,7 +19,7 @@ from conf.settings import ConfigError, load_settings
 from producer.cli import main as producer_main
 from producer.events import EventValidator
 from producer.heartbeat import ProducerHeartbeat, event_time_ms, producer_heartbeat
-from spark_jobs.heartbeat import StreamHeartbeat, batch_facts
+from spark_jobs.lib.heartbeat import StreamHeartbeat, batch_facts
 from tests.standins.memory_publisher import MemoryPublisher
 
 TOPIC = "market.heartbeats.v1"

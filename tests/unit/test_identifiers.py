@@ -277,7 +277,7 @@ def test_retention_exits_2_on_a_hostile_bucket_before_starting_spark(monkeypatch
     from spark_jobs import retention
 
     monkeypatch.setenv("STOCKLAKE_LAKE_BUCKET", "lake`; DROP TABLE x; --")
-    monkeypatch.setattr("spark_jobs.session.build_spark", lambda *a, **k: pytest.fail("Spark started"))
+    monkeypatch.setattr("spark_jobs.lib.session.build_spark", lambda *a, **k: pytest.fail("Spark started"))
     assert retention.main(["--days", "800"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(
@@ -287,7 +287,7 @@ def test_retention_exits_2_on_a_hostile_bucket_before_starting_spark(monkeypatch
 @pytest.mark.parametrize("day, hour", [("2026-01-05\n", "14"), ("٢٠٢٦-٠١-٠٥", "14"), ("2026-01-05", "1٤"),
                                        ("2026-01-05", "14'")])
 def test_reconcile_and_maintenance_refuse_partition_values_that_are_not_plain_digits(day, hour):
-    from spark_jobs.maintenance import PartitionStats, hour_start, partition_predicate
+    from spark_jobs.lib.hours import PartitionStats, hour_start, partition_predicate
     from spark_jobs.reconcile import merge_condition
 
     with pytest.raises(ValueError, match="unexpected .* partition value"):

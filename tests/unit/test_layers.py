@@ -29,6 +29,41 @@ def test_no_product_file_touches_sys_path():
     assert offenders == []
 
 
+# Modules directly in spark_jobs/ that are not jobs (schemas: the stream's contract checks, see its docstring).
+NOT_JOBS = {"__init__", "schemas"}
+JOBS = sorted(path.stem for path in (REPO / "spark_jobs").glob("*.py") if path.stem not in NOT_JOBS)
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    """Every module an import statement names, at module level or inside a function."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_the_jobs_are_the_files_spark_submit_and_airflow_start():
+    assert JOBS == ["backfill", "compact", "data_quality", "freshness", "reconcile", "report", "reprocess",
+                    "retention", "silver_changes", "stream", "vacuum", "watchdog"]
+
+
+def test_no_product_code_imports_a_job():
+    """Jobs never import jobs; the library tier (spark_jobs/lib), bench, dashboard and scripts import no job either:
+    what two of them need lives in spark_jobs/lib."""
+    job_modules = {f"spark_jobs.{job}" for job in JOBS}
+    offenders = {}
+    for path in product_files():
+        own = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        imported = (imported_modules(ast.parse(path.read_text())) & job_modules) - {own}
+        if imported:
+            offenders[str(path.relative_to(REPO))] = sorted(imported)
+    assert offenders == {}
+
+
 def test_the_project_is_installed_in_its_environment(tmp_path):
     assert metadata.distribution("stocklake").version == "0.1.0"
     # From elsewhere, without PYTHONPATH: the installed project, the checkout's files.

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from spark_jobs.listener import LOG_FORMAT, LOGGER_NAME, ProgressLogger, read_progress
+from spark_jobs.lib.listener import LOGGER_NAME, ProgressLogger, read_progress
+from spark_jobs.lib.logs import LOG_FORMAT
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The maintenance jobs' pure helpers (spark_jobs/maintenance.py) and their option checks, with exact values."""
+"""The maintenance jobs' pure helpers (spark_jobs/lib/hours.py, jobs.py) and their option checks, with exact values."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,9 @@ import pytest
 from pyspark.sql import Row
 
 from spark_jobs import compact, retention, vacuum
-from spark_jobs.maintenance import (PartitionStats, compaction_candidates, expired_partitions, hour_start,
-                                    in_lookback, is_closed, is_concurrent_modification, parse_utc,
-                                    partition_predicate, partition_stats, retention_cutoff,
-                                    retry_once_on_conflict, storage_options)
+from spark_jobs.lib.delta import is_concurrent_modification, retry_once_on_conflict, storage_options
+from spark_jobs.lib.hours import (PartitionStats, compaction_candidates, expired_partitions, hour_start, in_lookback,
+                                  is_closed, parse_utc, partition_predicate, partition_stats, retention_cutoff)
 
 UTC = timezone.utc
 

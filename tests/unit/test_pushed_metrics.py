@@ -1,11 +1,11 @@
-"""spark_jobs/pushed_metrics.py: the watchdog's results as gauges, and a push that never fails its job."""
+"""spark_jobs/lib/pushed_metrics.py: the watchdog's results as gauges, and a push that never fails its job."""
 from __future__ import annotations
 
 import json
 import socket
 
 from conf.heartbeat import Verdict
-from spark_jobs.pushed_metrics import WATCHDOG_JOB, Sample, freshness_samples, push, watchdog_samples
+from spark_jobs.lib.pushed_metrics import WATCHDOG_JOB, Sample, freshness_samples, push, watchdog_samples
 
 
 def report(query: str, healthy: bool, lag=None, lag_seconds=None, batch_age_seconds=None) -> dict:

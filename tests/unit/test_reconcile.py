@@ -11,9 +11,10 @@ from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 
 from conf.settings import load_contract
-from spark_jobs.reconcile import (JobError, behind_watermark, lookback_window, merge_condition, parse_args,
-                                  watermark_horizon_ms, with_retries)
-from spark_jobs.transforms import ENTITIES, TRADES, bronze_rows, missing_from_silver, parse_events, silver_rows
+from spark_jobs.lib.delta import with_retries
+from spark_jobs.lib.jobs import JobError
+from spark_jobs.reconcile import behind_watermark, lookback_window, merge_condition, parse_args, watermark_horizon_ms
+from spark_jobs.lib.transforms import ENTITIES, TRADES, bronze_rows, missing_from_silver, parse_events, silver_rows
 
 SCHEMA = load_contract("trade")
 KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, " \

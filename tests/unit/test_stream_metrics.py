@@ -14,10 +14,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pyspark.sql import Row
 
-from spark_jobs.listener import LOGGER_NAME, ProgressLogger, batch_record, progress_record
+from spark_jobs.lib.listener import LOGGER_NAME, ProgressLogger, batch_record, progress_record
 from spark_jobs.stream import parse_args, run
-from spark_jobs.stream_metrics import (METRICS_TABLE_SCHEMA, MetricsTable, StreamMetrics, arrow_table,
-                                       quarantine_ratio, table_rows, watermark_delay_seconds)
+from spark_jobs.lib.stream_metrics import (METRICS_TABLE_SCHEMA, MetricsTable, StreamMetrics, arrow_table,
+                                           quarantine_ratio, table_rows, watermark_delay_seconds)
 
 UTC = timezone.utc
 

@@ -6,8 +6,9 @@ import argparse
 import pytest
 
 from conf.settings import ConfigError, load_settings
-from spark_jobs.stream import kafka_source_options, parse_args, parse_trigger
-from spark_jobs.transforms import QUOTES, TRADES
+from spark_jobs.lib.stream_io import kafka_source_options
+from spark_jobs.stream import parse_args, parse_trigger
+from spark_jobs.lib.transforms import QUOTES, TRADES
 
 
 @pytest.mark.parametrize("text, trigger", [

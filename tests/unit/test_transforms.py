@@ -12,8 +12,7 @@ from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, Struc
 
 from conf.settings import ConfigError, load_contract, load_schema
 from spark_jobs.schemas import ecma_pattern, parse_stages, struct_type
-from spark_jobs.transforms import (TRADES, bronze_rows, deduplicate, parse_events, quarantine_rows,
-                                   silver_rows)
+from spark_jobs.lib.transforms import TRADES, bronze_rows, deduplicate, parse_events, quarantine_rows, silver_rows
 
 SCHEMA = load_contract("trade")  # the stream's contract: trade.v1 and trade.v2
 KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, " \

@@ -10,8 +10,8 @@ from pyspark.sql.types import DoubleType, LongType, StringType, StructField, Str
 from conf.settings import load_contract
 from producer.events import encode, make_quote_event
 from spark_jobs.schemas import struct_type
-from spark_jobs.transforms import ENTITIES, QUOTES, bronze_rows, deduplicate, parse_events, quarantine_rows, \
-    silver_rows
+from spark_jobs.lib.transforms import (ENTITIES, QUOTES, bronze_rows, deduplicate, parse_events, quarantine_rows,
+                                       silver_rows)
 
 SCHEMA = load_contract("quote")  # the stream's contract (one version so far)
 KAFKA_COLUMNS = "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, " \

@@ -10,7 +10,8 @@ import pytest
 
 from conf.heartbeat import Heartbeat, build_heartbeat, encode_heartbeat, parse_heartbeat
 from spark_jobs import watchdog
-from spark_jobs.watchdog import assess, consumer_lag, main, newest_batch, parse_offset_log
+from spark_jobs.lib.checkpoints import newest_batch, parse_offset_log
+from spark_jobs.watchdog import assess, consumer_lag, main
 
 MAX_AGE, MAX_LAG = 300, 100_000
 STALLED = "stalled: 1 records waiting and no batch for 301.0 s (> watchdog.max_batch_age_seconds 300)"

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conf.settings import Settings
-from spark_jobs.transforms import Entity
-from spark_jobs.watchdog import (QUERIES, CheckFailed, list_checkpoint, parse_offset_log, read_text,
-                                 resume_position, topic_offsets)
+from spark_jobs.lib.transforms import Entity
+from spark_jobs.lib.checkpoints import (QUERIES, CheckFailed, list_checkpoint, parse_offset_log, read_text,
+                                        resume_position, topic_offsets)
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def gaps(query: str, topic: str, checkpointed: dict[int, int], earliest: dict[in
 
 
 def resume_offsets(s3, bucket: str, prefix: str, topic: str) -> dict[int, int] | None:
-    """Where the query resumes in `topic` (watchdog.resume_position); None when its checkpoint does not say yet
+    """Where the query resumes in `topic` (checkpoints.resume_position); None when its checkpoint does not say yet
     (no checkpoint, or killed before it wrote its starting offsets): it then starts from
     stream.starting_offsets, and Spark itself reports a checkpoint it cannot use."""
     objects = list_checkpoint(s3, bucket, prefix)

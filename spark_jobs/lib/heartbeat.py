@@ -30,7 +30,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 from conf.heartbeat import (STREAM_SENDER, build_heartbeat, encode_heartbeat, from_epoch_seconds, iso_utc,
                             parse_time, topic_exists)
 from conf.settings import Settings
-from spark_jobs.listener import LOGGER_NAME, progress_record
+from spark_jobs.lib.listener import LOGGER_NAME, progress_record
 
 log = logging.getLogger(LOGGER_NAME)
 

@@ -53,7 +53,7 @@ import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
-from spark_jobs.listener import LOGGER_NAME
+from spark_jobs.lib.listener import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
 

@@ -1,6 +1,6 @@
 """Structured progress: one JSON line per micro-batch, so late rows and slow batches never pass unseen.
 
-The job logs through logger `stocklake.stream` with LOG_FORMAT, one JSON object per line:
+The job logs through logger `stocklake.stream` with LOG_FORMAT (spark_jobs/lib/logs.py), one JSON object per line:
 
     2026-01-05 14:30:00,123 INFO stocklake.stream {"event": "batch", "query": "silver_trades", "rows_in": 812, ...}
 
@@ -8,7 +8,7 @@ read_progress() reads them back from the job's log; it is the one parser of thes
 
 A batch line of a query that observes its parse step (the silver queries, see parse_observation_name) also
 carries `rows_quarantined`; other queries' lines leave it out and readers take it as 0. Sinks given to
-ProgressLogger (spark_jobs/stream_metrics.py: the Prometheus endpoint and the metrics table's buffer) receive
+ProgressLogger (spark_jobs/lib/stream_metrics.py: the Prometheus endpoint and the metrics table's buffer) receive
 batch_record(): the batch line's fields plus the query's ids and the batch's trigger time.
 """
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Callable, Iterable, Sequence
 from pyspark.sql.streaming import StreamingQueryListener
 
 LOGGER_NAME = "stocklake.stream"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 log = logging.getLogger(LOGGER_NAME)
 

@@ -15,7 +15,7 @@ stops its query. So BatchAppends checks once per run:
 
 The markers are read from the table's history (the commit files Delta keeps for delta.logRetentionDuration, 30 days
 by default), newest first, in growing windows until one of the application's is found. A batch can be replayed only
-while Kafka still holds its records, which the stream checks at start (spark_jobs/data_loss.py) against a retention
+while Kafka still holds its records, which the stream checks at start (spark_jobs/lib/data_loss.py) against a retention
 far shorter than the log's.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ import logging
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_jobs.listener import LOGGER_NAME
+from spark_jobs.lib.listener import LOGGER_NAME
 
 log = logging.getLogger(LOGGER_NAME)
 

@@ -4,7 +4,8 @@ The contract is conf/schemas/trade.v<N>.json, one file per schema version (v2 ad
 nothing here restates its constraints. An event is judged by the version it names in `schema_version`. Validation
 failures are reported as short reason strings that the Spark stream uses verbatim for its quarantine:
 
-    malformed_json            payload is not UTF-8, not JSON, not a JSON object, or holds NaN/Infinity
+    malformed_json            payload is not UTF-8, not JSON, not a JSON object, holds NaN/Infinity or a number
+                              literal beyond a double's range (1e400), or is beyond the JSON parser's limits
     schema_version:unsupported  a schema_version newer than any conf/schemas knows
     <field>:required          a required top-level field is missing (the first one in the schema's order)
     <field>:<keyword>         a top-level field breaks a schema keyword (type, pattern, minimum, maxLength, ...)
@@ -112,30 +113,80 @@ def encode(event: Mapping[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-class _NonFinite(ValueError):
+# Jackson's StreamReadConstraints defaults (jackson-core 2.21), which Spark's JSON parsers apply: the stream calls a
+# payload beyond them malformed_json, so decode() does too. A limit is broken when exceeded; lengths are Java's (UTF-16
+# code units), a number's its digits (_digits). Nesting deeper than 1,000 fails here already (Python's recursion limit).
+MAX_NUMBER_DIGITS = 1_000
+MAX_NAME_LENGTH = 50_000
+MAX_STRING_LENGTH = 20_000_000
+
+
+class _Refused(ValueError):
     pass
 
 
 def _reject_constant(name: str) -> Any:
-    raise _NonFinite(f"non-finite number {name}")
+    raise _Refused(f"non-finite number {name}")
 
 
-def _finite_float(text: str) -> float:
-    # A literal such as 1e400 overflows to inf: as unrepresentable as a bare Infinity.
+def _digits(text: str) -> int:
+    """A number literal's length as Jackson counts it: its digits, a lone 0 before the point not counted."""
+    body = text.lstrip("-")
+    return len(body) - sum(body.count(c) for c in "-+.eE") - body.startswith("0")
+
+
+def _checked_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_DIGITS and _digits(text) > MAX_NUMBER_DIGITS:
+        raise _Refused("number too long")
+    return int(text)
+
+
+def _checked_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_DIGITS and _digits(text) > MAX_NUMBER_DIGITS:
+        raise _Refused("number too long")
+    # A literal such as 1e400 overflows to inf: as unrepresentable as a bare Infinity (RFC 8259 section 6).
     value = float(text)
     if not math.isfinite(value):
-        raise _NonFinite(f"non-finite number {text}")
+        raise _Refused(f"non-finite number {text}")
     return value
 
 
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _within_text_limits(value: Any, check_strings: bool) -> bool:
+    """No key (at any depth) over MAX_NAME_LENGTH, no string over MAX_STRING_LENGTH when check_strings."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if any(len(k) > MAX_NAME_LENGTH // 2 and _utf16_length(k) > MAX_NAME_LENGTH for k in item):
+                return False
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif (check_strings and isinstance(item, str) and len(item) > MAX_STRING_LENGTH // 2
+              and _utf16_length(item) > MAX_STRING_LENGTH):
+            return False
+    return True
+
+
 def decode(payload: bytes) -> dict[str, Any] | None:
-    """The JSON object in payload, or None if it is not UTF-8 JSON text holding an object of finite numbers."""
+    """The JSON object in payload, or None if it is not UTF-8 JSON text holding an object of finite numbers, within
+    the parser limits above."""
     try:
         text = payload.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_checked_float,
+                           parse_int=_checked_int)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return None
+    # A key or string has at most one UTF-16 unit per byte of its JSON text: short payloads need no walk.
+    if len(payload) > MAX_NAME_LENGTH and not _within_text_limits(value, len(payload) > MAX_STRING_LENGTH):
+        return None
+    return value
 
 
 class EventValidator:
@@ -162,6 +213,8 @@ class EventValidator:
         if not isinstance(event, dict):
             return MALFORMED_JSON
         version = event.get(VERSION_FIELD)
+        if type(version) is float and version.is_integer():  # 1.0 and 2e0 are integers to JSON Schema
+            version = int(version)
         # Beyond int64 a version is out of any range (`maximum`), as the stream reads it, not a future version.
         if self._latest is not None and type(version) is int and self._latest < version <= INT64_MAX:
             return UNSUPPORTED_VERSION

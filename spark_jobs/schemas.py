@@ -8,7 +8,9 @@ Two things come out of a JSON Schema:
   maxItems, enum) and `additionalProperties`.
 
 JSON types are judged on the JSON itself (parsed as a Spark VARIANT), not after Spark's lenient JSON-to-column
-coercion, so {"price": "12"} is `price:type` here exactly as at the producer.
+coercion, so {"price": "12"} is `price:type` here exactly as at the producer. Numbers too are read as the producer
+reads them: an integer written 1.0 or 1.7676054E12 is an integer when integral, a number literal beyond a double
+(1e400) is `malformed_json` wherever it sits.
 """
 from __future__ import annotations
 
@@ -37,6 +39,13 @@ VARIANT_TYPE_PATTERNS = {
     "object": r"^OBJECT<",
     "null": r"^VOID$",
 }
+# A number written with a fraction or an exponent that the variant does not hold as an exact integer: DOUBLE
+# (1.7676054E12, 5e0) or a DECIMAL with a scale (1.5; 1.0 is DECIMAL(1,0) already). JSON Schema calls it an integer
+# when its fractional part is zero, which the producer (Python) judges on its value as a double: so does the stream.
+INEXACT_NUMBER_PATTERN = r"^(DOUBLE|DECIMAL\(\d+,[1-9]\d*\))$"
+LONG_RANGE = (-2.0 ** 63, 2.0 ** 63)  # doubles in [min, max) fit a bigint (a cast would saturate at 2^63)
+# A number literal with a fraction or an exponent, starting where a token starts: possessive, so the scan is linear.
+FLOAT_LITERAL = r"(?<![0-9.])-?[0-9]++(?:\.[0-9]++(?:[eE][-+]?[0-9]++)?+|[eE][-+]?[0-9]++)"
 COMPARISONS = {"minimum": "<", "maximum": ">", "exclusiveMinimum": "<=", "exclusiveMaximum": ">="}
 
 
@@ -88,6 +97,36 @@ def type_matches(variant_type: Column, spec: dict[str, Any]) -> Column:
     return matched
 
 
+def integral_number(variant_type: Column, as_double: Column) -> Column:
+    """An integer field's inexact number (INEXACT_NUMBER_PATTERN) whose value as a double is integral. An infinite
+    one can only be an integer literal of over 308 digits here (float_overflow made 1e400 malformed_json): an
+    integer beyond any range, `<field>:maximum` or `minimum` as at the producer."""
+    return variant_type.rlike(INEXACT_NUMBER_PATTERN) & (F.rint(as_double) == as_double)
+
+
+def integer_value(json: Column, name: str, variant_type: Column, as_double: Column) -> Column:
+    """An integer field's value as a bigint: exact for an exact integer, else its double cast when it fits (null
+    beyond a bigint, which the out-of-range rule reports)."""
+    low, high = LONG_RANGE
+    return F.when(variant_type.rlike(VARIANT_TYPE_PATTERNS["integer"]),
+                  F.try_variant_get(json, f"$['{name}']", "bigint")).otherwise(
+        F.when((as_double >= low) & (as_double < high), as_double.cast("bigint")))
+
+
+def float_overflow(text: Column, json: Column) -> Column:
+    """True when the JSON text (parsed as `json`) holds a number literal with a fraction or an exponent beyond a
+    double's range (1e400), anywhere: malformed_json, as at the producer (RFC 8259 section 6: not interoperable).
+    The variant holds it as an infinite DOUBLE, but so it holds an integer literal of over 308 digits, which is an
+    integer to JSON Schema (out of range): so the literals are read from the text, escapes then strings taken out
+    first (no backtracking: a megabyte of escaped quotes must not blow the stack). Only records whose variant
+    holds a DOUBLE can have one, so only they pay for the regexes: schema_of_variant names it, or says VARIANT
+    where it merged a DOUBLE with a type of another kind (in an array)."""
+    bare = F.regexp_replace(F.regexp_replace(text, r"(?s)\\.", ""), r'"[^"]*+"', "")
+    values = F.regexp_extract_all(bare, F.lit(FLOAT_LITERAL), 0).try_cast("array<double>")
+    infinite = F.array_contains(values, F.lit(float("inf"))) | F.array_contains(values, F.lit(float("-inf")))
+    return F.when(F.schema_of_variant(json).rlike("DOUBLE|VARIANT"), infinite).otherwise(F.lit(False))
+
+
 def item_rules(spec: dict[str, Any], value: Column) -> dict[str, Column]:
     """The rules on an array's items, each true when some item breaks it. They need lambdas, which Spark only
     interprets (no generated code), so parse_json computes them in a projection of their own."""
@@ -131,10 +170,12 @@ def _constraint_violations(name: str, spec: dict[str, Any], value: Column,
 TEXT_COLUMN = "_text"                 # the record as text, null unless valid UTF-8
 FAST_COLUMN = "_fast"                 # from_json of the text into the typed struct
 CANONICAL_COLUMN = "_canonical"       # the text is exactly that struct written back as JSON
-JSON_COLUMN = "_json"                 # the text parsed as VARIANT (other records only)
+PARSED_COLUMN = "_parsed"             # the text parsed as VARIANT (other records only)
+JSON_COLUMN = "_json"                 # the same, null when it holds a number literal beyond a double (float_overflow)
 JSON_KEYS_COLUMN = "_json_keys"       # its top-level keys (other records only)
 SINGLE_COLUMN = "_single_value"       # the text is one JSON value, nothing after it (other records only)
 JSON_TYPE_PREFIX = "_json_type_"      # each top-level field's JSON type
+AS_DOUBLE_PREFIX = "_as_double_"      # each integer field's value as a double
 TYPED_PREFIX = "_typed_"              # each field's typed value
 ITEMS_PREFIX = "_items_"              # item rules of array fields
 
@@ -210,17 +251,13 @@ def _build_stages(schema: dict[str, Any], raw_column: str, event_column: str,
     wrapped = F.try_parse_json(F.concat(F.lit("["), exact_text, F.lit(',"'), digest, F.lit('"]')))
     single = F.coalesce((F.size(F.try_variant_get(wrapped, "$", "array<variant>")) == 2)
                         & (F.try_variant_get(wrapped, "$[1]", "string") == digest), F.lit(False))
-    stages.append({JSON_COLUMN: F.try_parse_json(exact_text),
+    stages.append({PARSED_COLUMN: F.try_parse_json(exact_text),
                    JSON_KEYS_COLUMN: F.json_object_keys(exact_text),  # null unless an object
                    SINGLE_COLUMN: single})
-    stages.append({f"{JSON_TYPE_PREFIX}{name}": F.when(~is_canonical, field_type(F.col(JSON_COLUMN), name))
-                   for name in properties})
-    type_ok = {name: type_matches(F.col(f"{JSON_TYPE_PREFIX}{name}"), spec) for name, spec in properties.items()}
-    stages.append({
-        f"{TYPED_PREFIX}{name}": F.when(is_canonical, fast[name]).otherwise(
-            F.when(type_ok[name], F.try_variant_get(F.col(JSON_COLUMN), f"$['{name}']",
-                                                    spark_type(spec).simpleString())))
-        for name, spec in properties.items()})
+    parsed = F.col(PARSED_COLUMN)
+    stages.append({JSON_COLUMN: F.when(~float_overflow(F.col(TEXT_COLUMN), parsed), parsed)})
+    typing_stages, type_ok = _exact_typing(properties, is_canonical, fast)
+    stages += typing_stages
     typed = {name: F.col(f"{TYPED_PREFIX}{name}") for name in properties}
     rules_per_field = {name: item_rules(spec, typed[name]) for name, spec in properties.items()}
     item_columns = {f"{ITEMS_PREFIX}{name}_{keyword}": rule for name, rules in rules_per_field.items()
@@ -237,15 +274,39 @@ def _build_stages(schema: dict[str, Any], raw_column: str, event_column: str,
                         F.size(F.array_except(keys, F.array(*[F.lit(name) for name in properties]))) > 0,
                         versions,
                         lambda name: F.coalesce(F.col(f"{JSON_TYPE_PREFIX}{name}") == "VOID", F.lit(False)),
-                        lambda name: F.try_variant_get(F.col(JSON_COLUMN), f"$['{name}']", "double") < 0)
+                        lambda name: F.col(f"{AS_DOUBLE_PREFIX}{name}") < 0)
     # A canonical record: present = non-null (to_json leaves nulls out), every type right, no unknown key.
     checked = _violations(schema, F.lit(False), lambda name: typed[name].isNotNull(),
                           {name: F.lit(True) for name in properties}, typed, items_broken, F.lit(False), versions)
     violations = F.when(is_canonical, F.array(*checked)).otherwise(F.array(*exact))
-    helpers = [TEXT_COLUMN, FAST_COLUMN, CANONICAL_COLUMN, JSON_COLUMN, JSON_KEYS_COLUMN, SINGLE_COLUMN,
-               *[f"{prefix}{name}" for prefix in (JSON_TYPE_PREFIX, TYPED_PREFIX) for name in properties],
+    helpers = [TEXT_COLUMN, FAST_COLUMN, CANONICAL_COLUMN, PARSED_COLUMN, JSON_COLUMN, JSON_KEYS_COLUMN,
+               SINGLE_COLUMN, *[f"{prefix}{name}" for prefix in (JSON_TYPE_PREFIX, TYPED_PREFIX) for name in properties],
+               *[f"{AS_DOUBLE_PREFIX}{name}" for name, spec in properties.items() if "integer" in _types(spec)],
                *item_columns]
     return [*stages, {event_column: event, violations_column: violations}, helpers]
+
+
+def _exact_typing(properties: dict[str, dict[str, Any]], is_canonical: Column,
+                  fast: dict[str, Column]) -> tuple[list[dict[str, Column]], dict[str, Column]]:
+    """The stages that give each field its JSON type and its typed value (a canonical record's from the fast path),
+    and each field's type check on the exact path."""
+    json = F.col(JSON_COLUMN)
+    integers = [name for name, spec in properties.items() if "integer" in _types(spec)]
+    types_stage = {f"{JSON_TYPE_PREFIX}{name}": F.when(~is_canonical, field_type(json, name)) for name in properties}
+    types_stage.update({f"{AS_DOUBLE_PREFIX}{name}": F.when(~is_canonical, F.try_variant_get(
+        json, f"$['{name}']", "double")) for name in integers})
+    type_ok, values = {}, {}
+    for name, spec in properties.items():
+        json_type = F.col(f"{JSON_TYPE_PREFIX}{name}")
+        type_ok[name] = type_matches(json_type, spec)
+        values[name] = F.try_variant_get(json, f"$['{name}']", spark_type(spec).simpleString())
+        if name in integers:
+            as_double = F.col(f"{AS_DOUBLE_PREFIX}{name}")
+            type_ok[name] = type_ok[name] | integral_number(json_type, as_double)
+            values[name] = integer_value(json, name, json_type, as_double)
+    typed_stage = {f"{TYPED_PREFIX}{name}": F.when(is_canonical, fast[name]).otherwise(
+        F.when(type_ok[name], values[name])) for name in properties}
+    return [types_stage, typed_stage], type_ok
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ quarantine). Every payload is a `Hostile`:
     stream_reason     the same for the stream's quarantine (spark_jobs/schemas.py); differs from the producer's
                       only for `trade_ts:future`, which needs the record's Kafka timestamp
     event             the event a valid payload holds (what Silver must keep), else None
-    bug               a key of BUGS when the product is known to mishandle this payload (see there)
 
 Expected reasons follow the contract (conf/schemas/trade.v1.json) and the documented vocabulary
 (producer/events.py): `malformed_json`, `<field>:required` (first missing field in the schema's order),
-`<field>:type`, `<field>:<keyword>`, `additionalProperties`, and at the stream `trade_ts:future`.
+`<field>:type`, `<field>:<keyword>`, `additionalProperties`, and at the stream `trade_ts:future`. Beyond the JSON
+parser's limits (Jackson's StreamReadConstraints defaults, which Spark's parser applies and producer.events.decode
+adopts: JACKSON_* below) a payload is `malformed_json` on both sides.
 """
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ VOLUME_MAX = PROPERTIES["volume"]["maximum"]
 MAX_FUTURE_SKEW_MS = 300_000  # conf/pipeline.yaml stream.max_future_skew_seconds
 # The symbol pattern as Python means it: fullmatch, so "AAPL\n" does not match (ECMA-262 `$` is end of input).
 SYMBOL_RE = re.compile(PROPERTIES["symbol"]["pattern"].lstrip("^").rstrip("$"))
+# Jackson's limits, over which a payload is malformed_json: digits of a number (a lone 0 before the point not
+# counted), UTF-16 code units of a key.
+JACKSON_MAX_NUMBER_DIGITS = 1_000
+JACKSON_MAX_NAME_LENGTH = 50_000
 
 ANY = "*"  # invalid, reason not predicted (any reason of the vocabulary)
 
@@ -59,42 +64,12 @@ STREAM_REASONS = PRODUCER_REASONS | {"trade_ts:future"}
 
 
 @dataclass(frozen=True)
-class Bug:
-    title: str
-    where: str
-    routing: bool  # True: the record lands in the wrong table; False: right table, wrong reason
-
-
-# Product bugs and known limitations these payloads expose. Tests mark their cases xfail(strict). Found and fixed:
-# integers beyond int64 (now <field>:maximum/minimum), bytes after the JSON value (now malformed_json), null items
-# in conditions (now conditions:type), deep nesting in the Finnhub sources (now malformed_json), megabyte payloads
-# in the DLQ (now cut at 256 KiB with their length and sha256).
-BUGS = {
-    "integral-exponent": Bug(
-        "an integer written with an exponent (1.7676054E12) is valid at the producer but trade_ts:type at the stream",
-        "spark_jobs/schemas.py:29 (integer = DECIMAL(n,0) only; the variant keeps 1.7676054E12 a DOUBLE)",
-        routing=True),
-    "nonfinite-literal-reason": Bug(
-        "a number literal overflowing a double (1e400) is malformed_json at the producer but <field>:maximum/type "
-        "(or additionalProperties) at the stream",
-        "spark_jobs/schemas.py:160-163 (the non-finite check runs on the canonical path only)",
-        routing=False),
-    "parser-limits-reason": Bug(
-        "a key over 50,000 characters or a number over 1,000 digits is malformed_json at the stream (Jackson's "
-        "StreamReadConstraints) but additionalProperties / <field>:maximum at the producer",
-        "producer/events.py:115-121 decode() has no such limits (the stream's parser has)",
-        routing=False),
-}
-
-
-@dataclass(frozen=True)
 class Hostile:
     kind: str
     value: bytes
     producer_reason: str | None
     stream_reason: str | None
     event: dict[str, Any] | None = field(default=None, compare=False)
-    bug: str | None = None
 
     @property
     def event_id(self) -> str | None:
@@ -111,7 +86,7 @@ class Hostile:
     def __repr__(self) -> str:  # hypothesis prints failing examples: keep megabyte payloads short
         shown = self.value if len(self.value) <= 200 else self.value[:120] + b"...(%d bytes)" % len(self.value)
         return (f"Hostile(kind={self.kind!r}, value={shown!r}, producer_reason={self.producer_reason!r}, "
-                f"stream_reason={self.stream_reason!r}, bug={self.bug!r})")
+                f"stream_reason={self.stream_reason!r})")
 
     def _repr_pretty_(self, printer, cycle) -> None:  # what hypothesis's pretty printer calls
         printer.text(repr(self))
@@ -278,22 +253,20 @@ def huge_numbers(draw, now_ms: int) -> Hostile:
         value = sign * 10 ** (digits - 1)
         reason = f"{name}:maximum" if sign > 0 else {"price": "price:exclusiveMinimum", "volume": "volume:minimum"}[name]
         return Hostile(f"huge:{name}", render({**event, name: Raw(str(value).encode())}), reason, reason)
-    if choice == "float_overflow":  # overflows a double: producer.events refuses it like Infinity
+    if choice == "float_overflow":  # overflows a double: not interoperable (RFC 8259), refused like Infinity
         name = draw(st.sampled_from(["price", "volume", "trade_ts", "schema_version", "sequence"]))
         literal = draw(st.sampled_from([b"1e400", b"-1e400", b"2e308", b"1.5E999", b"-9.9e9999"]))
         return Hostile(f"huge:{name}_float_overflow", render({**event, name: Raw(literal)}), "malformed_json",
-                       "malformed_json", bug="nonfinite-literal-reason")
-    # Integers outside int64: up to 38 digits Spark's variant holds them as DECIMAL(n,0) (out of range: the
-    # contract's maximum or minimum, as at the producer), beyond as DOUBLE (not an integer: <field>:type there).
+                       "malformed_json")
+    # Integers outside int64 (Spark's variant holds them as DECIMAL(n,0) up to 38 digits, beyond as a DOUBLE, an
+    # infinite one past 308): out of range, the contract's maximum or minimum.
     name = draw(st.sampled_from(["trade_ts", "schema_version", "sequence"]))
     if choice == "int64_overflow":
         value = sign * draw(st.sampled_from([2**63, 2**64 + 1, 10**19, 10**25, 10**37, 10**38 - 1]))
     else:
         value = sign * 10 ** draw(st.integers(38, 400))
     reason = f"{name}:maximum" if value > 0 else f"{name}:minimum"
-    stream_reason = reason if len(str(abs(value))) <= 38 else f"{name}:type"
-    bug = "parser-limits-reason" if len(str(abs(value))) > 1000 else None
-    return Hostile(f"huge:{name}", render({**event, name: Raw(str(value).encode())}), reason, stream_reason, bug=bug)
+    return Hostile(f"huge:{name}", render({**event, name: Raw(str(value).encode())}), reason, reason)
 
 
 @st.composite
@@ -302,8 +275,7 @@ def integral_exponents(draw, now_ms: int) -> Hostile:
     event = draw(events(now_ms))
     literal = ("%.12E" % event["trade_ts"]).encode()
     assert float(literal) == event["trade_ts"]
-    return Hostile("integral_exponent:trade_ts", render({**event, "trade_ts": Raw(literal)}), None, None, event,
-                   bug="integral-exponent")
+    return Hostile("integral_exponent:trade_ts", render({**event, "trade_ts": Raw(literal)}), None, None, event)
 
 
 @st.composite
@@ -410,8 +382,8 @@ def big_string_payload(event: dict[str, Any], where: str, size: int, char: str =
         fields, reason = {**event, "note": text}, "additionalProperties"
     else:  # extra_key
         fields, reason = {**event, text: 1}, "additionalProperties"
-        if size > 50_000:
-            return Hostile(f"big_string:{where}", render(fields), reason, reason, bug="parser-limits-reason")
+        if len(text.encode("utf-16-le")) // 2 > JACKSON_MAX_NAME_LENGTH:
+            reason = "malformed_json"
     return Hostile(f"big_string:{where}", render(fields), reason, reason)
 
 
@@ -495,11 +467,10 @@ KINDS = (valid_payloads, valid_variants, wrong_types, null_items, missing_fields
          not_json, trailing_content, random_bytes)
 
 
-def hostile_payloads(now_ms: int, exclude_bugs: bool = False) -> st.SearchStrategy[Hostile]:
+def hostile_payloads(now_ms: int) -> st.SearchStrategy[Hostile]:
     """Every kind above, valid events included (two kinds of eighteen), each tagged with its expected fate."""
     # sampled_from + flatmap rather than one_of: one_of lets the search dwell on the simplest branches.
-    strategy = st.sampled_from(KINDS).flatmap(lambda kind: kind(now_ms))
-    return strategy.filter(lambda h: h.bug is None) if exclude_bugs else strategy
+    return st.sampled_from(KINDS).flatmap(lambda kind: kind(now_ms))
 
 
 # -- pinned cases: the ones the issue names, always present in a sample ------------------------------------
@@ -521,10 +492,10 @@ def pinned_payloads(now_ms: int, make_event) -> list[Hostile]:
         Hostile("non_finite:volume", render({**e(5), "volume": Raw(b"Infinity")}), "malformed_json",
                 "malformed_json"),
         Hostile("huge:price", render({**e(6), "price": Raw(b"1" + b"0" * 400)}), "price:maximum", "price:maximum"),
-        Hostile("huge:price_2000_digits", render({**e(24), "price": Raw(b"9" * 2000)}), "price:maximum",
-                "price:maximum", bug="parser-limits-reason"),
+        Hostile("huge:price_2000_digits", render({**e(24), "price": Raw(b"9" * 2000)}), "malformed_json",
+                "malformed_json"),
         Hostile("huge:price_float_overflow", render({**e(7), "price": Raw(b"1e400")}), "malformed_json",
-                "malformed_json", bug="nonfinite-literal-reason"),
+                "malformed_json"),
         Hostile("bad_value:price", render({**e(8), "price": -1.5}), "price:exclusiveMinimum",
                 "price:exclusiveMinimum"),
         Hostile("bad_value:price", render({**e(9), "price": 0}), "price:exclusiveMinimum", "price:exclusiveMinimum"),
@@ -547,9 +518,64 @@ def pinned_payloads(now_ms: int, make_event) -> list[Hostile]:
                 "conditions:type"),
         Hostile("huge:sequence", render({**e(22), "sequence": 2**63}), "sequence:maximum", "sequence:maximum"),
         Hostile("integral_exponent:trade_ts", render({**e(23), "trade_ts": Raw(b"%.12E" % e(23)["trade_ts"])}),
-                None, None, e(23), bug="integral-exponent"),
+                None, None, e(23)),
     ]
-    return cases
+    return cases + number_form_cases(e, 25) + parser_limit_cases(e, 40)
+
+
+def written_as(kind: str, event: dict[str, Any], name: str, literal: bytes, reason: str | None = None,
+               value: Any = None) -> Hostile:
+    """event with field `name` written as the JSON literal given: valid (holding `value`, when given, else the
+    event's own) or, with a reason, invalid on both sides."""
+    payload = render({**event, name: Raw(literal)})
+    if reason is not None:
+        return Hostile(kind, payload, reason, reason)
+    return valid({**event, name: event[name] if value is None else value}, kind, payload)
+
+
+def number_form_cases(e, first: int) -> list[Hostile]:
+    """Integers written with a fraction or an exponent (integers when integral, as JSON Schema has it), and number
+    literals beyond a double (malformed_json wherever they are; an integer literal is exact, in a string text)."""
+    return [
+        written_as("integral_fraction:trade_ts", e(first), "trade_ts", b"%d.0" % e(first)["trade_ts"]),
+        written_as("integral_fraction:schema_version", e(first + 1), "schema_version", b"1.0"),
+        written_as("integral_exponent:schema_version", e(first + 2), "schema_version", b"1e0"),
+        written_as("integral_exponent:sequence", e(first + 3), "sequence", b"%dE+0" % e(first + 3)["sequence"]),
+        written_as("integral_fraction:sequence", e(first + 4), "sequence", b"100.0", value=100),
+        written_as("fraction_exponent:trade_ts", e(first + 5), "trade_ts", b"%.13E" % (e(first + 5)["trade_ts"] + 0.5),
+                   "trade_ts:type"),
+        written_as("exponent:schema_version", e(first + 6), "schema_version", b"5e0", "schema_version:unsupported"),
+        written_as("exponent:sequence_2_63", e(first + 7), "sequence", b"9.223372036854775807E18", "sequence:maximum"),
+        written_as("exponent:sequence_negative", e(first + 8), "sequence", b"-1e0", "sequence:minimum"),
+        written_as("huge:trade_ts_400_digits", e(first + 9), "trade_ts", b"1" + b"0" * 400, "trade_ts:maximum"),
+        written_as("huge:volume_fraction_overflow", e(first + 10), "volume", b"1" + b"0" * 400 + b".0",
+                   "malformed_json"),
+        written_as("huge:extra_float_overflow", e(first + 11), "note", b'[1,{"x":-1.5E999}]', "malformed_json"),
+        written_as("huge:extra_after_backslash", e(first + 12), "note", b'["\\\\",2e308]', "malformed_json"),
+        written_as("huge:extra_in_string", e(first + 13), "1e400", b'"a\\"1e400"', "additionalProperties"),
+        written_as("huge:extra_integer", e(first + 14), "note", b"-1" + b"0" * 400, "additionalProperties"),
+    ]
+
+
+def parser_limit_cases(e, first: int) -> list[Hostile]:
+    """Jackson's limits (JACKSON_*), at and over: over, malformed_json on both sides."""
+    digits, name = JACKSON_MAX_NUMBER_DIGITS, JACKSON_MAX_NAME_LENGTH
+    return [
+        written_as("limits:price_at_digits", e(first), "price", b"9" * digits, "price:maximum"),
+        written_as("limits:price_over_digits", e(first + 1), "price", b"9" * (digits + 1), "malformed_json"),
+        written_as("limits:price_fraction_at_digits", e(first + 2), "price", b"1." + b"0" * (digits - 2) + b"e+0",
+                   value=1.0),
+        written_as("limits:note_fraction_at_digits", e(first + 3), "note", b"-0." + b"1" * digits,
+                   "additionalProperties"),
+        written_as("limits:note_fraction_over_digits", e(first + 4), "note", b"0." + b"1" * (digits + 1),
+                   "malformed_json"),
+        written_as("limits:key_at_length", e(first + 5), "k" * name, b"1", "additionalProperties"),
+        written_as("limits:key_over_length", e(first + 6), "k" * (name + 1), b"1", "malformed_json"),
+        written_as("limits:key_over_utf16_length", e(first + 7), "\U0001d11e" * (name // 2 + 1), b"1",
+                   "malformed_json"),
+        written_as("limits:nested_key_over_length", e(first + 8), "note",
+                   render({"k" * (name + 1): 1}), "malformed_json"),
+    ]
 
 
 def fixed_event(now_ms: int, i: int) -> dict[str, Any]:

@@ -6,10 +6,7 @@ The sample is fixed (tests/hostile_payloads.py, derandomized): every hostile kin
 (a 1 MiB string, 2,000 levels of nesting, non-UTF-8 bytes, NaN/Infinity, 1e400, 10**400, negative and zero prices,
 wrong symbols, far past and future timestamps, missing/extra fields, wrong types), valid events, and duplicates
 (byte for byte, and the same event written differently). The trades topic's max.message.bytes is raised to 8 MiB
-for the megabyte payloads (the broker's default is 1 MiB + 12 bytes).
-
-Records the product is known to mishandle (tests/hostile_payloads.BUGS) are checked by their own xfail(strict)
-tests; every other record is held to the exact expectation.
+for the megabyte payloads (the broker's default is 1 MiB + 12 bytes). Every record is held to the exact expectation.
 """
 from __future__ import annotations
 
@@ -33,8 +30,8 @@ from producer.simulator import SimRecord
 from spark_jobs.report import account
 from spark_jobs.lib.transforms import TRADES
 from tests.conftest import namespace_env
-from tests.hostile_payloads import (ANY, BUGS, PRODUCER_REASONS, STREAM_REASONS, Hostile, fixed_event,
-                                    pinned_payloads, render, stratified_sample, valid_payloads, valid_variants)
+from tests.hostile_payloads import (ANY, PRODUCER_REASONS, STREAM_REASONS, Hostile, fixed_event, pinned_payloads,
+                                    render, stratified_sample, valid_payloads, valid_variants)
 from tests.integration.stack import create_namespace, run_stream_in_session
 
 pytestmark = pytest.mark.integration
@@ -45,10 +42,6 @@ PER_KIND = 12
 PRODUCER_MAX_MESSAGE_BYTES = 1_000_000
 
 
-def routing_bug(h: Hostile) -> bool:
-    return h.bug is not None and BUGS[h.bug].routing
-
-
 N_PINNED = len(pinned_payloads(0, lambda i: fixed_event(0, i)))
 
 
@@ -56,7 +49,7 @@ def build_sample(now_ms: int) -> list[Hostile]:
     """Pinned cases first (N_PINNED of them), then the stratified sample, then duplicates of valid events."""
     records = pinned_payloads(now_ms, lambda i: fixed_event(now_ms, i))
     records += stratified_sample(now_ms, PER_KIND, {valid_payloads: 48, valid_variants: 24})
-    plain_valid = [h for h in records if h.stream_valid and h.bug is None]
+    plain_valid = [h for h in records if h.stream_valid]
     # The same bytes again, and the same event written differently (same event id): both are duplicates.
     records += [Hostile("duplicate:bytes", h.value, None, None, h.event) for h in plain_valid[::4]]
     records += [Hostile("duplicate:rewritten", render(dict(reversed(list(h.event.items())))), None, None, h.event)
@@ -152,22 +145,21 @@ def test_job_exits_0_and_bronze_holds_every_record_as_sent(stream_run):
 def test_silver_and_quarantine_hold_exactly_what_the_contract_says(stream_run):
     run = stream_run
     records = run.records
-    checked = [i for i, h in enumerate(records) if not routing_bug(h)]
+    checked = range(len(records))
     # Quarantine: exactly the invalid records, each with a reason of the vocabulary, the expected one where known.
-    assert {i for i in run.quarantine if i in set(checked)} == {i for i in checked if not records[i].stream_valid}
+    assert set(run.quarantine) == {i for i in checked if not records[i].stream_valid}
     for i, (reason, reasons) in run.quarantine.items():
         assert reason and reason in STREAM_REASONS and reasons[0] == reason and set(reasons) <= STREAM_REASONS
     mismatched = {i: (records[i].kind, run.quarantine[i][0], records[i].stream_reason) for i in checked
-                  if not records[i].stream_valid and records[i].bug is None and records[i].stream_reason != ANY
+                  if not records[i].stream_valid and records[i].stream_reason != ANY
                   and run.quarantine[i][0] != records[i].stream_reason}
     assert mismatched == {}
-    # Silver: each distinct valid event once, as sent; nothing else but what a known routing bug lets in.
+    # Silver: each distinct valid event once, as sent; nothing else.
     ids = run.silver_ids()
     assert len(ids) == len(set(ids)), "an event landed in Silver twice"
     expected = {records[i].event_id for i in checked if records[i].stream_valid}
     assert expected <= set(ids)
-    strays = [(records[row["_index"]].kind, row["event_id"]) for row in run.silver
-              if row["event_id"] not in expected and not routing_bug(records[row["_index"]])]
+    strays = [(records[row["_index"]].kind, row["event_id"]) for row in run.silver if row["event_id"] not in expected]
     assert strays == []
     by_id = {row["event_id"]: row for row in run.silver}
     assert [records[i].kind for i in checked if records[i].stream_valid
@@ -201,39 +193,15 @@ SPOT_CHECKS = {
 
 
 def test_spot_checked_reasons(stream_run):
-    pinned = [(i, h) for i, h in enumerate(stream_run.records[:N_PINNED]) if h.kind in SPOT_CHECKS and h.bug is None]
+    pinned = [(i, h) for i, h in enumerate(stream_run.records[:N_PINNED]) if h.kind in SPOT_CHECKS]
     assert len({h.kind for _, h in pinned}) == len(SPOT_CHECKS)
     assert {(i, h.kind): stream_run.quarantine.get(i, (None,))[0] for i, h in pinned} == {
         (i, h.kind): SPOT_CHECKS[h.kind] for i, h in pinned}
     assert max(len(h.value) for _, h in pinned) > 1 << 20
 
 
-# -- known product bugs: each xfail(strict) until fixed --------------------------------------------------------
-
-@pytest.mark.parametrize("bug", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f"product bug: {b.title} ({b.where})"), id=name)
-    for name, b in BUGS.items()])
-def test_known_bug_cases_are_handled_as_the_contract_says(stream_run, bug):
-    run = stream_run
-    cases = [(i, h) for i, h in enumerate(run.records) if h.bug == bug]
-    assert cases, f"the sample holds no {bug} case"
-    by_id = {row["event_id"]: row for row in run.silver}
-    wrong = []
-    for i, h in cases:
-        if h.stream_valid:
-            ok = i not in run.quarantine and h.event_id in by_id and silver_matches(by_id[h.event_id], h.event)
-            got = run.quarantine.get(i, ("silver", by_id.get(h.event_id, {}).get("sequence")))
-        else:
-            ok = run.quarantine.get(i, (None,))[0] == h.stream_reason
-            got = run.quarantine.get(i, ("silver" if i in {r["_index"] for r in run.silver} else "dropped",))
-        if not ok:
-            wrong.append((h.kind, h.value[:60], h.stream_reason, got[0]))
-    assert wrong == []
-
-
-@pytest.mark.xfail(strict=True, reason="known limitation integral-exponent (tests/hostile_payloads.BUGS)")
 def test_every_record_accounted_as_the_contract_says(stream_run):
-    """The whole tables, known bugs included: what must hold once they are fixed."""
+    """The whole tables: every invalid record quarantined, every valid event in Silver once."""
     records = stream_run.records
     assert set(stream_run.quarantine) == {i for i, h in enumerate(records) if not h.stream_valid}
     expected_ids = {h.event_id for h in records if h.stream_valid}

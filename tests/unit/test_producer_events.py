@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conf.settings import load_schema
-from producer.events import EventValidator, encode, make_trade_event, trade_event_id
+from producer.events import EventValidator, decode, encode, make_trade_event, trade_event_id
 
 BASE = dict(source="simulator", symbol="AAPL", trade_ts=1767623400000, price=189.5, volume=100,
             conditions=["1", "12"], sequence=7)
@@ -148,6 +148,66 @@ GOOD = encode(valid_event())
 ])
 def test_validator_reason(validator, raw, reason):
     assert validator.validate_payload(raw) == (None, reason)
+
+
+def literal(name: str, text: str) -> bytes:
+    """The valid event with one field's value written as the JSON literal `text` (added when not a field)."""
+    return encode({**valid_event(), name: "__literal__"}).replace(b'"__literal__"', text.encode())
+
+
+@pytest.mark.parametrize("raw, reason", [
+    # An integer written with a fraction or an exponent is an integer when its value is integral (JSON Schema).
+    (literal("trade_ts", "1.7676234E12"), None),
+    (literal("trade_ts", "1767623400000.0"), None),
+    (literal("trade_ts", "1767623400000.9999999999999999"), None),    # 1767623400001.0 as a double
+    (literal("trade_ts", "1.7676234000005E12"), "trade_ts:type"),
+    (literal("schema_version", "1.0"), None),                          # judged as version 1, not the newest
+    (literal("schema_version", "1e0"), None),
+    (literal("schema_version", "5e0"), "schema_version:unsupported"),
+    (literal("sequence", "100.0"), None),
+    (literal("sequence", "7E+0"), None),
+    (literal("sequence", "-1e0"), "sequence:minimum"),
+    (literal("sequence", "1e19"), "sequence:maximum"),
+    (literal("sequence", "9.223372036854775807E18"), "sequence:maximum"),  # 2^63 as a double
+    (literal("trade_ts", "1" + "0" * 400), "trade_ts:maximum"),        # an integer literal is exact, any length
+    (literal("trade_ts", "-1" + "0" * 40), "trade_ts:minimum"),
+    # A number literal beyond a double is malformed_json wherever it is; in a string it is just text.
+    (literal("price", "1e400"), "malformed_json"),
+    (literal("price", "1" + "0" * 400 + ".0"), "malformed_json"),
+    (literal("extra", '[1,{"x":-1.5E999}]'), "malformed_json"),
+    (literal("extra", '"1e400"'), "additionalProperties"),
+    (literal("extra", '["\\\\", 1e400]'), "malformed_json"),
+    (literal("extra", '"a\\"1e400"'), "additionalProperties"),
+    (literal("extra", "1" + "0" * 400), "additionalProperties"),
+])
+def test_number_forms(validator, raw, reason):
+    assert validator.validate_payload(raw)[1] == reason
+
+
+@pytest.mark.parametrize("raw, reason", [
+    # Jackson's StreamReadConstraints defaults (Spark's parser): a limit is broken over it; a number's length is
+    # its digits, a name's its UTF-16 code units, at any depth.
+    (literal("price", "9" * 1000), "price:maximum"),
+    (literal("price", "-" + "9" * 1000), "price:exclusiveMinimum"),
+    (literal("price", "1." + "0" * 998 + "e+0"), None),
+    (literal("price", "9" * 1001), "malformed_json"),
+    (literal("price", "1." + "0" * 999 + "e0"), "malformed_json"),
+    (literal("extra", "-0." + "1" * 1000), "additionalProperties"),     # Jackson does not count a lone 0 there
+    (literal("extra", "0." + "1" * 1001), "malformed_json"),
+    (literal("k" * 50_000, "1"), "additionalProperties"),
+    (literal("k" * 50_001, "1"), "malformed_json"),
+    (literal("\U0001d11e" * 25_000, "1"), "additionalProperties"),
+    (literal("\U0001d11e" * 25_001, "1"), "malformed_json"),
+    (literal("extra", json.dumps({"k" * 50_001: 1})), "malformed_json"),
+])
+def test_parser_limits(validator, raw, reason):
+    assert validator.validate_payload(raw)[1] == reason
+
+
+def test_string_length_limit():
+    at_limit = b'{"s":"' + b"a" * 20_000_000 + b'"}'
+    assert decode(at_limit) is not None
+    assert decode(at_limit.replace(b'"a', b'"aa', 1)) is None
 
 
 def test_make_trade_event_v2_adds_the_exchange_and_keeps_the_event_id():

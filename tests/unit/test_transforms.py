@@ -63,6 +63,11 @@ def test_bronze_keeps_the_record_and_partitions_by_kafka_time_zero_padded(spark)
     assert_df_equality(bronze, expected, ignore_nullable=True)
 
 
+def literal(name, text):
+    """GOOD with one field's value written as the JSON literal `text` (added when not a field)."""
+    return json.dumps({**GOOD, name: "__literal__"}).encode().replace(b'"__literal__"', text.encode())
+
+
 VIOLATION_CASES = [
     (GOOD, []),
     ({**GOOD, "sequence": None}, []),
@@ -101,6 +106,39 @@ VIOLATION_CASES = [
     (b"[1, 2]", ["malformed_json"]),
     (b"\xff\xfe{}", ["malformed_json"]),
     (b'{"price": NaN}', ["malformed_json"]),
+    # The producer's answers (tests/unit/test_producer_events.py): an integer written with a fraction or an exponent
+    # is an integer when its value (as a double) is integral; a number literal beyond a double is malformed_json
+    # wherever it is, an integer literal of any length is an integer out of range.
+    (literal("trade_ts", "1.7676054E12"), []),
+    (literal("trade_ts", "1767605400000.0"), []),
+    (literal("trade_ts", "1767605400000.9999999999999999"), []),
+    (literal("trade_ts", "1.7676054000005E12"), ["trade_ts:type"]),
+    (literal("schema_version", "1.0"), []),
+    (literal("schema_version", "1e0"), []),
+    (literal("schema_version", "5e0"), ["schema_version:unsupported"]),
+    (literal("sequence", "100.0"), []),
+    (literal("sequence", "7E+0"), []),
+    (literal("sequence", "-1e0"), ["sequence:minimum"]),
+    (literal("sequence", "1e19"), ["sequence:maximum"]),
+    (literal("sequence", "9.223372036854775807E18"), ["sequence:maximum"]),  # 2^63: a cast would saturate
+    (literal("trade_ts", "1" + "0" * 400), ["trade_ts:maximum"]),
+    (literal("trade_ts", "-1" + "0" * 40), ["trade_ts:minimum"]),
+    (literal("price", "1e400"), ["malformed_json"]),
+    (literal("price", "1" + "0" * 400 + ".0"), ["malformed_json"]),
+    # (The record's keys are read from its text: an unknown one is reported after malformed_json.)
+    (literal("extra", '[1,{"x":-1.5E999}]'), ["malformed_json", "additionalProperties"]),
+    (literal("extra", '"1e400"'), ["additionalProperties"]),
+    (literal("extra", '["\\\\", 1e400]'), ["malformed_json", "additionalProperties"]),  # after a string ending in \\
+    (literal("extra", '"a\\"1e400"'), ["additionalProperties"]),        # in a string, after an escaped quote
+    (literal("extra", "1" + "0" * 400), ["additionalProperties"]),
+    # Jackson's StreamReadConstraints (producer.events.MAX_*): over the limit, malformed_json.
+    (literal("price", "9" * 1000), ["price:maximum"]),
+    (literal("price", "9" * 1001), ["malformed_json"]),
+    (literal("extra", "-0." + "1" * 1000), ["additionalProperties"]),
+    (literal("extra", "0." + "1" * 1001), ["malformed_json"]),
+    (literal("k" * 50_000, "1"), ["additionalProperties"]),
+    (literal("k" * 50_001, "1"), ["malformed_json"]),
+    (literal("\U0001d11e" * 25_001, "1"), ["malformed_json"]),
 ]
 
 

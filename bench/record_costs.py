@@ -65,8 +65,8 @@ def record_costs(spark: SparkSession, kafka: DataFrame, settings) -> list[dict[s
     Scratch tables: <layer>/record_costs in the settings' bucket."""
     from dataclasses import replace
 
-    from conf.settings import load_contract
-    from spark_jobs.schemas import struct_type
+    from conf.contracts.schemas import load_contract
+    from conf.contracts.spark import struct_type
     from spark_jobs.lib.transforms import TRADES, bronze_rows, parse_events
 
     schema = load_contract(TRADES.schema_name)

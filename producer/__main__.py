@@ -1,7 +1,7 @@
 """Entry point: python -m producer --help."""
 import sys
 
-from .cli import main
+from producer.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

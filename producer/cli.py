@@ -32,10 +32,10 @@ from typing import Any, Callable, Sequence
 from conf.identifiers import is_symbol
 from conf.settings import ConfigError, Settings, load_settings
 
-from .events import SCHEMA_NAME, TRADE_SCHEMA_VERSIONS, EventValidator
-from .heartbeat import producer_heartbeat, simulator_counts, sink_counts
-from .simulator import KINDS, MarketSimulator, SimRecord, validate_symbols
-from .sink import Publisher
+from conf.contracts.events import SCHEMA_NAME, TRADE_SCHEMA_VERSIONS, EventValidator
+from producer.heartbeat import producer_heartbeat, simulator_counts, sink_counts
+from producer.simulator import KINDS, MarketSimulator, SimRecord, validate_symbols
+from producer.sink import Publisher
 
 log = logging.getLogger("producer")
 
@@ -430,11 +430,11 @@ def run_live(args: argparse.Namespace, settings: Settings, publisher: Any, metri
              market_hours: Any = None, monotonic: Callable[[], float] = time.monotonic) -> dict[str, Any]:
     """Run a finnhub or replay source into the publisher until it ends, --duration passes or should_stop();
     then flush, whatever happened, and summarise."""
-    from .finnhub_rest import QuotePoller
-    from .finnhub_ws import FinnhubTradeStream, Recorder
-    from .market_calendar import MarketHours
-    from .replay import ReplaySource, first_trade_ms
-    from .sink import EventSink
+    from producer.finnhub_rest import QuotePoller
+    from producer.finnhub_ws import FinnhubTradeStream, Recorder
+    from producer.market_calendar import MarketHours
+    from producer.replay import ReplaySource, first_trade_ms
+    from producer.sink import EventSink
 
     heartbeat = producer_heartbeat(settings, publisher, args.source, lambda: sink_counts(sink))
     sink = EventSink(heartbeat.observing(publisher), args.source, metrics)
@@ -531,8 +531,8 @@ def main(argv: Sequence[str] | None = None,
 
     key = market_hours = None
     if args.source in LIVE_SOURCES:
-        from .market_calendar import MarketHours
-        from .secrets import MissingApiKey, api_key, install_redaction
+        from producer.market_calendar import MarketHours
+        from producer.secrets import MissingApiKey, api_key, install_redaction
         try:
             key = api_key()
         except MissingApiKey as exc:
@@ -555,7 +555,7 @@ def main(argv: Sequence[str] | None = None,
             print(f"python -m producer: error: configuration: {exc}", file=sys.stderr)
             return 2
 
-    from .metrics import ProducerMetrics
+    from producer.metrics import ProducerMetrics
     metrics = ProducerMetrics()
     metrics_server = None
     port = settings.producer.metrics_port if args.metrics_port is None else args.metrics_port
@@ -570,7 +570,7 @@ def main(argv: Sequence[str] | None = None,
         log.info("prometheus metrics on http://%s:%d/metrics", host, metrics_server.server_port)
 
     if publisher_factory is None:
-        from .kafka_sink import KafkaPublisher  # imported here so parsing and tests need no librdkafka handle
+        from producer.kafka_sink import KafkaPublisher  # imported here so parsing and tests need no librdkafka handle
 
         def publisher_factory(settings: Settings) -> Publisher:
             return KafkaPublisher(settings, metrics=metrics)
@@ -586,7 +586,7 @@ def main(argv: Sequence[str] | None = None,
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    from .errors import FinnhubError
+    from producer.errors import FinnhubError
     try:
         if args.source == "simulator":
             summary = run(args, settings, publisher_factory, should_stop=lambda: stop_requested, metrics=metrics)

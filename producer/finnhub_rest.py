@@ -31,12 +31,12 @@ from typing import Any, Callable, Mapping, Protocol
 
 from conf.settings import Settings
 
-from .backoff import Backoff, sleep_until
-from .errors import AccessDenied, ApiKeyRejected, FinnhubError
-from .events import decode, make_quote_event
-from .finnhub_client import FinnhubClient, fetch
-from .secrets import API_KEY_ENV, redact
-from .sink import EventSink
+from producer.backoff import Backoff, sleep_until
+from producer.errors import AccessDenied, ApiKeyRejected, FinnhubError
+from conf.contracts.events import decode, make_quote_event
+from producer.finnhub_client import FinnhubClient, fetch
+from producer.secrets import API_KEY_ENV, redact
+from producer.sink import EventSink
 
 __all__ = ["AccessDenied", "ApiKeyRejected", "FinnhubError", "PollResult", "QuotePoller", "TokenBucket",
            "quote_reason", "quote_event_from", "retry_after_seconds"]

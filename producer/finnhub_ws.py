@@ -31,11 +31,11 @@ from websockets.sync.client import connect as ws_connect
 
 from conf.settings import Settings
 
-from .backoff import Backoff, sleep_until
-from .errors import ApiKeyRejected, FinnhubError
-from .events import make_trade_event
-from .secrets import RedactingAdapter, redact
-from .sink import EventSink
+from producer.backoff import Backoff, sleep_until
+from producer.errors import ApiKeyRejected, FinnhubError
+from conf.contracts.events import make_trade_event
+from producer.secrets import RedactingAdapter, redact
+from producer.sink import EventSink
 
 log = logging.getLogger("producer.finnhub_ws")
 

@@ -19,7 +19,7 @@ from conf.kafka_security import client_config
 from conf.settings import Settings
 
 if TYPE_CHECKING:
-    from .metrics import ProducerMetrics
+    from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 

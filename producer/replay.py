@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .backoff import sleep_until
-from .finnhub_ws import MessageHandler
-from .sink import EventSink
+from producer.backoff import sleep_until
+from producer.finnhub_ws import MessageHandler
+from producer.sink import EventSink
 
 log = logging.getLogger("producer.replay")
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 from conf.identifiers import SYMBOL, is_symbol
-from conf.settings import schema_versions
+from conf.contracts.schemas import schema_versions
 
-from .events import ADDITIONAL_PROPERTIES, MALFORMED_JSON, SCHEMA_NAME, encode, make_trade_event
+from conf.contracts.events import ADDITIONAL_PROPERTIES, MALFORMED_JSON, SCHEMA_NAME, encode, make_trade_event
 
 KINDS = ("trade", "duplicate", "late", "out_of_order", "malformed")
 VALID_KINDS = frozenset({"trade", "late", "out_of_order"})

@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from .events import QUOTE_SCHEMA_NAME, SCHEMA_NAME, EventValidator, encode
-from .metrics import ProducerMetrics
+from conf.contracts.events import QUOTE_SCHEMA_NAME, SCHEMA_NAME, EventValidator, encode
+from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
 

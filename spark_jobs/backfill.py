@@ -69,11 +69,12 @@ from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 from conf.identifiers import IdentifierError, is_symbol
 from conf.identifiers import symbol as ticker
 from conf.preflight import preflight
-from conf.settings import ConfigError, Settings, load_contract, load_settings
-from producer.bars import (FILE, FILE_COLUMNS, FINNHUB, CandleClient, CandleFetchFailed,
-                           CandleFormatError, candle_events, file_row_event, parse_trading_date)
+from conf.contracts.schemas import load_contract
+from conf.settings import ConfigError, Settings, load_settings
+from conf.contracts.bars import FILE, FILE_COLUMNS, FINNHUB, file_row_event, parse_trading_date
+from producer.finnhub_candles import CandleClient, CandleFetchFailed, CandleFormatError, candle_events
 from producer.errors import AccessDenied, ApiKeyRejected
-from producer.events import encode
+from conf.contracts.events import encode
 from producer.secrets import MissingApiKey, api_key, install_redaction
 from spark_jobs.lib.jobs import OneLineParser
 from spark_jobs.lib.logs import LOG_FORMAT

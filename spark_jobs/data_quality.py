@@ -41,7 +41,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from conf.settings import ConfigError, Settings, load_contract, load_settings
+from conf.contracts.schemas import load_contract
+from conf.settings import ConfigError, Settings, load_settings
 from spark_jobs.lib.logs import LOG_FORMAT
 from spark_jobs.lib.hours import is_closed
 from spark_jobs.lib.hours import parse_utc as parse_now

@@ -34,7 +34,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings
+from conf.contracts.schemas import load_contract
+from conf.settings import ConfigError, Settings, interval_seconds, load_settings
 from spark_jobs.lib.logs import LOG_FORMAT
 from spark_jobs.lib.delta import delta_table, with_retries
 from spark_jobs.lib.hours import DATE_VALUE, HOUR_VALUE

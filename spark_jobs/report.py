@@ -21,7 +21,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from conf.settings import ConfigError, Settings, load_contract, load_settings
+from conf.contracts.schemas import load_contract
+from conf.settings import ConfigError, Settings, load_settings
 from spark_jobs.lib.session import build_spark
 from spark_jobs.lib.transforms import ENTITIES, Entity, parse_events
 

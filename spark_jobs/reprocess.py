@@ -40,7 +40,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from conf.settings import ConfigError, Settings, load_contract, load_settings
+from conf.contracts.schemas import load_contract
+from conf.settings import ConfigError, Settings, load_settings
 from spark_jobs.lib.logs import LOG_FORMAT
 from spark_jobs.lib.hours import parse_utc
 from spark_jobs.lib.delta import delta_table, with_retries

@@ -37,7 +37,8 @@ from pyspark.sql import functions as F
 
 from conf.kafka_security import client_config
 from conf.preflight import preflight, s3_client
-from conf.settings import ConfigError, Settings, interval_seconds, load_contract, load_settings
+from conf.contracts.schemas import load_contract
+from conf.settings import ConfigError, Settings, interval_seconds, load_settings
 from spark_jobs.lib.data_loss import CheckFailed, Gap, describe, find_gaps
 from spark_jobs.lib.heartbeat import stream_heartbeat
 from spark_jobs.lib.listener import LOGGER_NAME, ProgressLogger, parse_observation_name

@@ -4,16 +4,16 @@ Used by tests/unit/test_hostile_payloads_producer.py (the producer's validation 
 tests/integration/test_hostile_payloads_stream.py (straight into Kafka, past the producer, to the stream's
 quarantine). Every payload is a `Hostile`:
 
-    producer_reason   what producer.events.EventValidator should say: None (valid: trades topic), ANY (invalid,
+    producer_reason   what conf.contracts.events.EventValidator should say: None (valid: trades topic), ANY (invalid,
                       some reason of the vocabulary) or the exact reason string (DLQ)
-    stream_reason     the same for the stream's quarantine (spark_jobs/schemas.py); differs from the producer's
+    stream_reason     the same for the stream's quarantine (conf/contracts/spark.py); differs from the producer's
                       only for `trade_ts:future`, which needs the record's Kafka timestamp
     event             the event a valid payload holds (what Silver must keep), else None
 
 Expected reasons follow the contract (conf/schemas/trade.v1.json) and the documented vocabulary
-(producer/events.py): `malformed_json`, `<field>:required` (first missing field in the schema's order),
+(conf/contracts/events.py): `malformed_json`, `<field>:required` (first missing field in the schema's order),
 `<field>:type`, `<field>:<keyword>`, `additionalProperties`, and at the stream `trade_ts:future`. Beyond the JSON
-parser's limits (Jackson's StreamReadConstraints defaults, which Spark's parser applies and producer.events.decode
+parser's limits (Jackson's StreamReadConstraints defaults, which Spark's parser applies and conf.contracts.events.decode
 adopts: JACKSON_* below) a payload is `malformed_json` on both sides.
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from conf.settings import load_schema
-from producer.events import make_trade_event
+from conf.contracts.schemas import load_schema
+from conf.contracts.events import make_trade_event
 
 SCHEMA = load_schema("trade.v1")
 PROPERTIES: dict[str, dict[str, Any]] = SCHEMA["properties"]

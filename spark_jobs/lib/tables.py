@@ -75,7 +75,7 @@ def add_missing_columns(spark: SparkSession, path: str, schema: StructType) -> l
     """Delta schema evolution for a new schema version: the columns of `schema` the table lacks are added (at the
     end, nullable: the rows already there read them as null), in one metadata-only commit. Returns their names.
 
-    Only additions: a contract version may only add optional fields (conf.settings.load_contract), so a column
+    Only additions: a contract version may only add optional fields (conf.contracts.schemas.load_contract), so a column
     never changes type or disappears."""
     existing = {field.name for field in DeltaTable.forPath(spark, path).toDF().schema}
     missing = [field for field in schema if field.name not in existing]

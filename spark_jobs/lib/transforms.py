@@ -11,7 +11,7 @@ from typing import Any, Callable
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.schemas import parse_json
+from conf.contracts.spark import parse_json
 
 PARTITION_COLUMNS = ["date", "hour"]
 

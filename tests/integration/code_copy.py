@@ -1,6 +1,6 @@
 """The pipeline's contract changed, to run a job as a user would run an older or an edited checkout: a copy of
-conf/schemas with an edit applied, which in-process jobs read instead of this checkout's (conf.settings.CONF_DIR:
-the schemas are read from <CONF_DIR>/schemas; pipeline.yaml stays this checkout's). Only the schemas differ."""
+conf/schemas with an edit applied, which in-process jobs read instead of this checkout's
+(conf.contracts.schemas.SCHEMAS_DIR; pipeline.yaml stays this checkout's). Only the schemas differ."""
 from __future__ import annotations
 
 import json
@@ -24,10 +24,10 @@ def contract_copy(dest: Path, edit: Callable[[Path], None]) -> Path:
 @contextmanager
 def contract_of(copy: Path) -> Iterator[None]:
     """Jobs run inside the block read the copy's schemas."""
-    import conf.settings
+    import conf.contracts.schemas
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(conf.settings, "CONF_DIR", copy)
+        patch.setattr(conf.contracts.schemas, "SCHEMAS_DIR", copy / "schemas")
         yield
 
 

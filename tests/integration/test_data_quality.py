@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 from pyspark.sql import functions as F
 
-from conf.settings import load_contract
+from conf.contracts.schemas import load_contract
 from spark_jobs.data_quality import main
 from spark_jobs.lib.tables import KAFKA_SCHEMA, ensure_tables
 from spark_jobs.lib.transforms import TRADES, bronze_rows, parse_events, silver_rows

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from producer.events import make_trade_event
+from conf.contracts.events import make_trade_event
 from spark_jobs.report import account
 from spark_jobs.lib.transforms import QUOTES, TRADES
 from tests.integration.stack import REPO, free_port, run_producer, run_stream_in_session, wait_for

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conf.settings import load_contract
+from conf.contracts.schemas import load_contract
 from spark_jobs.lib.tables import KAFKA_SCHEMA, ensure_tables
 from spark_jobs.lib.transforms import TRADES, bronze_rows, parse_events, silver_rows
 from tests.integration.stack import REPO, expected_records, producer_args

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from conf.settings import Settings, load_settings
 from producer.cli import RunStats, _send, route
-from producer.events import EventValidator
+from conf.contracts.events import EventValidator
 from producer.kafka_sink import DLQ_RAW_LIMIT_BYTES, KafkaPublisher, dlq_record
 from producer.simulator import SimRecord
 from spark_jobs.report import account

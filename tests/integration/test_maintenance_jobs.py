@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from delta.tables import DeltaTable
 
-from conf.settings import load_contract
-from producer.events import encode, make_trade_event
+from conf.contracts.schemas import load_contract
+from conf.contracts.events import encode, make_trade_event
 from spark_jobs import compact, retention, vacuum
 from spark_jobs.lib.tables import KAFKA_SCHEMA, ensure_tables
 from spark_jobs.lib.transforms import TRADES, bronze_rows, parse_events, quarantine_rows, silver_rows

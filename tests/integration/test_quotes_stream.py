@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Producer
 from delta.tables import DeltaTable
 
-from producer.events import encode, make_quote_event
+from conf.contracts.events import encode, make_quote_event
 from spark_jobs.lib.listener import read_progress
 from spark_jobs.report import account
 from spark_jobs.lib.transforms import QUOTES, TRADES

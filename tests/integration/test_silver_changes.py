@@ -10,7 +10,7 @@ import sys
 import pytest
 from delta.tables import DeltaTable
 
-from conf.settings import load_contract
+from conf.contracts.schemas import load_contract
 from spark_jobs.lib.delta import storage_options
 from spark_jobs.silver_changes import index_changes
 from spark_jobs.lib.tables import SILVER_PROPERTIES, ensure_tables

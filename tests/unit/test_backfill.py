@@ -14,16 +14,17 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-from conf.settings import load_schema, load_settings
-from producer.bars import (FILE_COLUMNS, CandleClient, CandleFetchFailed, CandleFormatError, bar_event_id,
-                           candle_events, day_start_ms, file_row_event)
+from conf.contracts.schemas import load_schema
+from conf.settings import load_settings
+from conf.contracts.bars import FILE_COLUMNS, bar_event_id, day_start_ms, file_row_event
+from producer.finnhub_candles import CandleClient, CandleFetchFailed, CandleFormatError, candle_events
 from producer.errors import AccessDenied, ApiKeyRejected
-from producer.events import EventValidator
+from conf.contracts.events import EventValidator
 from spark_jobs import backfill
 from spark_jobs.backfill import (NO_CANDLE_ACCESS, OHLC_INCONSISTENT, Bars, UsageError, bronze_frame,
                                  first_per_event_id, parse_args, read_file, select_file_rows, silver_outcomes,
                                  validate_bars)
-from spark_jobs.schemas import struct_type
+from conf.contracts.spark import struct_type
 from spark_jobs.lib.transforms import BARS, BATCH_ENTITIES, ENTITIES, quarantine_rows, silver_rows
 from tests.standins.finnhub_rest_server import Candle, FinnhubRestStandIn, candle_body
 

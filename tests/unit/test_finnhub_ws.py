@@ -15,7 +15,7 @@ import pytest
 
 from conf.settings import load_settings
 from producer.errors import ApiKeyRejected
-from producer.events import encode, make_trade_event
+from conf.contracts.events import encode, make_trade_event
 from producer.finnhub_ws import FinnhubTradeStream, MessageHandler, Recorder, trade_item_reason
 from producer.metrics import ProducerMetrics
 from producer.replay import ReplaySource, first_trade_ms, parse_line

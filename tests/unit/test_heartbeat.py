@@ -17,7 +17,7 @@ from conf.heartbeat import (Heartbeat, assess_heartbeat, assess_heartbeats, buil
                             encode_heartbeat, iso_utc, parse_heartbeat, render_verdict)
 from conf.settings import ConfigError, load_settings
 from producer.cli import main as producer_main
-from producer.events import EventValidator
+from conf.contracts.events import EventValidator
 from producer.heartbeat import ProducerHeartbeat, event_time_ms, producer_heartbeat
 from spark_jobs.lib.heartbeat import StreamHeartbeat, batch_facts
 from tests.standins.memory_publisher import MemoryPublisher

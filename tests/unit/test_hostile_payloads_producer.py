@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from producer.cli import DLQ, TRADES, Route, RunStats, _send, route
-from producer.events import EventValidator, decode
+from conf.contracts.events import EventValidator, decode
 from producer.finnhub_ws import MessageHandler
 from producer.kafka_sink import DLQ_RAW_LIMIT_BYTES, dlq_record
 from producer.replay import parse_line

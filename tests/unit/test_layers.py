@@ -29,9 +29,7 @@ def test_no_product_file_touches_sys_path():
     assert offenders == []
 
 
-# Modules directly in spark_jobs/ that are not jobs (schemas: the stream's contract checks, see its docstring).
-NOT_JOBS = {"__init__", "schemas"}
-JOBS = sorted(path.stem for path in (REPO / "spark_jobs").glob("*.py") if path.stem not in NOT_JOBS)
+JOBS = sorted(path.stem for path in (REPO / "spark_jobs").glob("*.py") if path.stem != "__init__")
 
 
 def imported_modules(tree: ast.AST) -> set[str]:
@@ -62,6 +60,15 @@ def test_no_product_code_imports_a_job():
         if imported:
             offenders[str(path.relative_to(REPO))] = sorted(imported)
     assert offenders == {}
+
+
+def test_conf_imports_nothing_above_it():
+    """conf/ (settings, contracts) is the bottom layer: the producer, the jobs, the dashboard and the tests import it."""
+    above = ("producer", "spark_jobs", "dashboard", "bench", "scripts", "airflow", "tests")
+    offenders = {str(path.relative_to(REPO)): sorted(name for name in imported_modules(ast.parse(path.read_text()))
+                                                     if name.split(".")[0] in above)
+                 for path in sorted((REPO / "conf").rglob("*.py"))}
+    assert {path: names for path, names in offenders.items() if names} == {}
 
 
 def test_the_project_is_installed_in_its_environment(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from conf.settings import load_settings
 from producer.cli import (DLQ, TRADES, Route, exit_code, format_summary, future_skew_warning, main, parse_args,
                           parse_start_time, route, run, split_symbols)
-from producer.events import EventValidator
+from conf.contracts.events import EventValidator
 from producer.simulator import SimRecord
 
 START = "2026-01-05T14:30:00Z"

@@ -1,4 +1,4 @@
-"""producer.events: event ids, construction, encoding and the validator's reason strings."""
+"""conf.contracts.events: event ids, construction, encoding and the validator's reason strings."""
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from conf.settings import load_schema
-from producer.events import EventValidator, decode, encode, make_trade_event, trade_event_id
+from conf.contracts.schemas import load_schema
+from conf.contracts.events import EventValidator, decode, encode, make_trade_event, trade_event_id
 
 BASE = dict(source="simulator", symbol="AAPL", trade_ts=1767623400000, price=189.5, volume=100,
             conditions=["1", "12"], sequence=7)

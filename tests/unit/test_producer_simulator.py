@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from conf.settings import load_settings
-from producer.events import EventValidator
+from conf.contracts.events import EventValidator
 from producer.simulator import (DEFAULT_SYMBOL_SPEC, KINDS, TRADING_SECONDS_PER_YEAR, MarketSimulator,
                                 kind_counts, validate_symbols)
 

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from producer.backoff import Backoff
-from producer.events import make_quote_event
+from conf.contracts.events import make_quote_event
 from producer.metrics import ProducerMetrics
 from producer.secrets import MissingApiKey, RedactingAdapter, RedactingFilter, api_key, redact
 from producer.sink import EventSink

@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 
-from conf.settings import load_contract
+from conf.contracts.schemas import load_contract
 from spark_jobs.lib.delta import with_retries
 from spark_jobs.lib.jobs import JobError
 from spark_jobs.reconcile import behind_watermark, lookback_window, merge_condition, parse_args, watermark_horizon_ms

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conf.settings import ConfigError, interval_seconds, load_schema, load_settings
+from conf.contracts.schemas import load_schema
+from conf.settings import ConfigError, interval_seconds, load_settings
 
 
 def test_defaults_come_from_pipeline_yaml():

@@ -10,8 +10,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import ArrayType, DoubleType, LongType, StringType, StructField, StructType
 
-from conf.settings import ConfigError, load_contract, load_schema
-from spark_jobs.schemas import ecma_pattern, parse_stages, struct_type
+from conf.contracts.schemas import load_contract, load_schema
+from conf.settings import ConfigError
+from conf.contracts.spark import ecma_pattern, parse_stages, struct_type
 from spark_jobs.lib.transforms import TRADES, bronze_rows, deduplicate, parse_events, quarantine_rows, silver_rows
 
 SCHEMA = load_contract("trade")  # the stream's contract: trade.v1 and trade.v2
@@ -131,7 +132,7 @@ VIOLATION_CASES = [
     (literal("extra", '["\\\\", 1e400]'), ["malformed_json", "additionalProperties"]),  # after a string ending in \\
     (literal("extra", '"a\\"1e400"'), ["additionalProperties"]),        # in a string, after an escaped quote
     (literal("extra", "1" + "0" * 400), ["additionalProperties"]),
-    # Jackson's StreamReadConstraints (producer.events.MAX_*): over the limit, malformed_json.
+    # Jackson's StreamReadConstraints (conf.contracts.events.MAX_*): over the limit, malformed_json.
     (literal("price", "9" * 1000), ["price:maximum"]),
     (literal("price", "9" * 1001), ["malformed_json"]),
     (literal("extra", "-0." + "1" * 1000), ["additionalProperties"]),
@@ -251,7 +252,7 @@ BREAKING_CHANGES = [
 
 @pytest.mark.parametrize("change, problem", BREAKING_CHANGES)
 def test_a_new_schema_version_may_only_add_optional_fields(tmp_path, monkeypatch, change, problem):
-    import conf.settings as settings_module
+    import conf.contracts.schemas as schemas_module
 
     (tmp_path / "schemas").mkdir()
     for version in (1, 2):
@@ -259,7 +260,7 @@ def test_a_new_schema_version_may_only_add_optional_fields(tmp_path, monkeypatch
         if version == 2:
             change(schema)
         (tmp_path / "schemas" / f"trade.v{version}.json").write_text(json.dumps(schema))
-    monkeypatch.setattr(settings_module, "CONF_DIR", tmp_path)
+    monkeypatch.setattr(schemas_module, "SCHEMAS_DIR", tmp_path / "schemas")
     with pytest.raises(ConfigError, match=f"^message schema trade.v2: {problem}"):
         load_contract("trade")
 

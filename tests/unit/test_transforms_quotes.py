@@ -7,9 +7,9 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-from conf.settings import load_contract
-from producer.events import encode, make_quote_event
-from spark_jobs.schemas import struct_type
+from conf.contracts.schemas import load_contract
+from conf.contracts.events import encode, make_quote_event
+from conf.contracts.spark import struct_type
 from spark_jobs.lib.transforms import (ENTITIES, QUOTES, bronze_rows, deduplicate, parse_events, quarantine_rows,
                                        silver_rows)
 

@@ -3,7 +3,7 @@
 Two things come out of a JSON Schema:
 - struct_type(): the StructType of the typed event;
 - violations(): one Column per rule, each null when the rule holds and the reason string when it is broken.
-  The reasons are the producer's (producer/events.py): `malformed_json`, `<field>:required`, `<field>:type`,
+  The reasons are the vocabulary of conf/contracts/events.py, the producer's too: `malformed_json`, `<field>:required`, `<field>:type`,
   `<field>:<keyword>` (pattern, minimum, maximum, exclusiveMinimum, exclusiveMaximum, minLength, maxLength,
   maxItems, enum) and `additionalProperties`.
 
@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import (ArrayType, BooleanType, DataType, DoubleType, LongType, StringType, StructField,
                                StructType)
 
-from conf.settings import CONTRACT_VERSIONS, VERSION_FIELD
+from conf.contracts.events import ADDITIONAL_PROPERTIES, MALFORMED_JSON, UNSUPPORTED_VERSION
+from conf.contracts.schemas import CONTRACT_VERSIONS, VERSION_FIELD
 
 # JSON Schema type -> Spark type of the typed column.
 SPARK_TYPES: dict[str, DataType] = {
@@ -200,7 +201,7 @@ def parse_json(df: DataFrame, raw_column: str, schema: dict[str, Any], event_col
     held the JSON parse about forty times and ran ~150x slower). As columns of their own, each is computed once:
     Spark never collapses a projection into one that uses an expensive expression more than once.
 
-    A versioned contract (conf.settings.load_contract: every version of a schema family in one) adds two rules:
+    A versioned contract (conf.contracts.schemas.load_contract: every version of a schema family in one) adds two rules:
     a `schema_version` newer than the newest known is `schema_version:unsupported` (first after malformed_json),
     and a field added in a later version than the record's is an unknown field there (`additionalProperties`, as
     the producer's validator of that version says), its own rules not applied.
@@ -335,8 +336,8 @@ def _violations(schema: dict[str, Any], malformed: Column, present, type_ok: dic
     `present(name)` says whether the record has the field; `unknown_keys` whether it has fields the contract lacks."""
     properties: dict[str, dict[str, Any]] = schema["properties"]
 
-    violations = [F.when(malformed, F.lit("malformed_json")),
-                  F.when(versions.unsupported, F.lit(f"{VERSION_FIELD}:unsupported"))]
+    violations = [F.when(malformed, F.lit(MALFORMED_JSON)),
+                  F.when(versions.unsupported, F.lit(UNSUPPORTED_VERSION))]
     for name in schema.get("required", []):
         violations.append(F.when(~present(name), F.lit(f"{name}:required")))
     for name, spec in properties.items():
@@ -357,5 +358,5 @@ def _violations(schema: dict[str, Any], malformed: Column, present, type_ok: dic
             rules = [F.when(~too_early, rule) for rule in rules]
         violations.extend(rules)
     if schema.get("additionalProperties") is False:
-        violations.append(F.when(unknown_keys, F.lit("additionalProperties")))
+        violations.append(F.when(unknown_keys, F.lit(ADDITIONAL_PROPERTIES)))
     return violations

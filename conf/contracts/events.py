@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import fastjsonschema
 
-from conf.settings import VERSION_FIELD, load_schema, schema_versions
+from conf.contracts.schemas import VERSION_FIELD, load_schema, schema_versions
 
 # Schema families (conf/schemas/<family>.v<N>.json): validators judge each event by the version it names.
 SCHEMA_NAME = "trade"

@@ -1,9 +1,5 @@
-"""Daily bars (conf/schemas/bar.v1.json): deterministic ids, bar events from Finnhub candles and from file rows,
-and the Finnhub /stock/candle client the historical backfill (spark_jobs/backfill.py) runs on the driver.
-
-Events are built leniently on purpose: a value that is missing is left out and a value that is not a number is
-kept as it came, so the contract (validated by Spark with the stream's own transforms) names what is wrong with
-it (`close:required`, `close:type`, `close:exclusiveMinimum`, ...) and the bar is quarantined, never dropped here.
+"""The Finnhub /stock/candle client the historical backfill (spark_jobs/backfill.py) runs on the driver, and the
+bar events of its answers (the bar contract: conf/contracts/bars.py).
 
 Finnhub's /stock/candle (premium on most plans: 403 otherwise), as it answers for resolution=D:
 `{"c":[...],"h":[...],"l":[...],"o":[...],"s":"ok","t":[epoch seconds, the trading date 00:00 UTC],"v":[...]}`,
@@ -13,45 +9,28 @@ X-Finnhub-Token header (never in a URL, never across a redirect), and no redirec
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import random
-import re
 import time
 from datetime import date, datetime, timezone
-from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+from conf.contracts.bars import DAY_MS, FINNHUB, day_start_ms, make_bar_event
+from conf.contracts.events import decode
 from conf.settings import Settings
+from producer.errors import AccessDenied, ApiKeyRejected, FinnhubError
+from producer.finnhub_client import FinnhubClient, fetch
+from producer.finnhub_rest import TokenBucket, retry_after_seconds, retry_backoffs
+from producer.secrets import API_KEY_ENV, redact
 
-from .errors import AccessDenied, ApiKeyRejected, FinnhubError
-from .events import SCHEMA_VERSION, decode
-from .finnhub_client import FinnhubClient, fetch
-from .finnhub_rest import TokenBucket, retry_after_seconds, retry_backoffs
-from .secrets import API_KEY_ENV, redact
+log = logging.getLogger("producer.finnhub_candles")
 
-__all__ = ["BAR_SCHEMA_NAME", "CandleClient", "CandleFetchFailed", "CandleFormatError", "FILE_COLUMNS", "FILE",
-           "FINNHUB", "bar_event_id", "candle_events", "day_start_ms", "file_row_event", "make_bar_event",
-           "parse_trading_date"]
-
-log = logging.getLogger("producer.bars")
-
-BAR_SCHEMA_NAME = "bar.v1"
-FINNHUB, FILE = "finnhub", "file"  # the bar.v1 `source` values (the id hashes them)
-VALUE_FIELDS = ("open", "high", "low", "close", "volume")
-# Columns of a backfill file, in this order in the shipped sample; date is the trading date, YYYY-MM-DD.
-FILE_COLUMNS = ("symbol", "date", "open", "high", "low", "close", "volume")
 # Finnhub candle arrays -> bar.v1 fields.
 CANDLE_FIELDS = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume"}
 CANDLE_PATH = "/stock/candle"
 DAILY = "D"
-DAY_MS = 86_400_000
 MAX_ATTEMPTS = 8                       # tries per symbol through 429s, 5xx and network errors, then give up
 MAX_BODY_BYTES = 16 * 1024 * 1024      # ~60 bytes a bar: decades of daily bars fit with room to spare
-ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-# A plain decimal number as text; Python's float() would also take "1_000", "nan" and "inf".
-NUMBER_TEXT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
 class CandleFormatError(FinnhubError):
@@ -65,74 +44,16 @@ class CandleFetchFailed(FinnhubError):
 
 # -- events -----------------------------------------------------------------------------------------------
 
-def bar_event_id(source: str, symbol: str, trading_date: str) -> str:
-    """sha256 hex of the bar's identity, hashed like trade and quote ids (fields joined by "|"). The values are
-    not part of it: a corrected bar keeps its id, so a re-load replaces it instead of adding a second one."""
-    return hashlib.sha256("|".join([source, symbol, trading_date]).encode("utf-8")).hexdigest()
 
 
-def day_start_ms(day: date) -> int:
-    """The date at 00:00 UTC, in epoch milliseconds."""
-    return (day - date(1970, 1, 1)).days * DAY_MS
 
 
-def parse_trading_date(value: Any) -> date | None:
-    """A YYYY-MM-DD text (or a date) as a date; None when it is not one."""
-    if isinstance(value, datetime):
-        return None  # a timestamp is not a trading date; callers render timestamp columns as text first
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str) and ISO_DATE.match(value.strip()):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:  # e.g. 2026-02-30
-            return None
-    return None
 
 
-def _value(value: Any) -> Any:
-    """A file or candle value for the event: numbers as floats, numeric text parsed, None (left out) for an
-    empty cell, anything else as it came so the contract names it (`<field>:type`)."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float, Decimal)):
-        number = float(value)
-        return number if math.isfinite(number) else str(value)  # NaN/Infinity are not JSON
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        if NUMBER_TEXT.match(text):
-            number = float(text)
-            return number if math.isfinite(number) else text
-        return text
-    return str(value)
 
 
-def make_bar_event(source: str, symbol: Any, trading_date: Any, bar_ts: Any,
-                   values: Mapping[str, Any]) -> dict[str, Any]:
-    """A bar.v1 event in the schema's property order; fields whose value is None are left out."""
-    event = {
-        "event_id": bar_event_id(source, str(symbol), str(trading_date)),
-        "schema_version": SCHEMA_VERSION,
-        "source": source,
-        "symbol": symbol,
-        "trading_date": trading_date,
-        "bar_ts": bar_ts,
-        **{field: _value(values.get(field)) for field in VALUE_FIELDS},
-    }
-    return {name: value for name, value in event.items() if value is not None}
 
 
-def file_row_event(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The bar event of one file row (columns FILE_COLUMNS). A date that is not YYYY-MM-DD is kept as text and
-    the bar gets no bar_ts: the contract quarantines it (`trading_date:pattern` or `bar_ts:required`)."""
-    day = parse_trading_date(row.get("date"))
-    raw_date = row.get("date")
-    trading_date = day.isoformat() if day else (None if raw_date is None else str(raw_date).strip())
-    symbol = row.get("symbol")
-    symbol = symbol.strip() if isinstance(symbol, str) else symbol
-    return make_bar_event(FILE, symbol, trading_date, day_start_ms(day) if day else None, row)
 
 
 def _is_whole(value: Any) -> bool:

@@ -64,7 +64,7 @@ def backlog_path(events: int, seed: int) -> Path:
 def _worker(job: tuple[list[str], int, int, float, Path]) -> dict[str, int]:
     """Simulate `count` records of `symbols` and write them in clock order to `part` (header + clock u64)."""
     from conf.settings import load_settings
-    from producer.cli import parse_start_time
+    from producer.arguments import parse_start_time
     from producer.simulator import MarketSimulator, validate_symbols
 
     symbols, seed, count, rate, part = job

@@ -126,15 +126,9 @@ def event_time_ms(value: bytes) -> int | None:
     return None
 
 
-def simulator_counts(stats: Any, publisher: Any) -> dict[str, int]:
-    """Counts of a simulator run (producer.cli.RunStats)."""
-    return {"sent": stats.sent_trades_topic, "dlq": stats.sent_dlq, "delivered": publisher.delivered_total,
-            "failed": publisher.failed_total}
-
-
 def sink_counts(sink: Any) -> dict[str, int]:
-    """Counts of a live or replay run (producer.sink.EventSink)."""
-    return {"sent": sink.stats.trades + sink.stats.quotes, "dlq": sink.stats.dlq,
+    """Counts of a run (producer.sink.EventSink, every source's)."""
+    return {"sent": sink.stats.sent, "dlq": sink.stats.dlq,
             "delivered": sink.publisher.delivered_total, "failed": sink.publisher.failed_total}
 
 

@@ -1,9 +1,10 @@
-"""The publish path every live source shares (Finnhub WebSocket, Finnhub REST, replay).
+"""The publish path every source shares (the simulator, Finnhub WebSocket, Finnhub REST, replay).
 
-A source hands over events it built (trade or quote dicts) or raw payloads it could not make sense of; the sink
-validates events against their contract and publishes valid ones to their topic keyed by symbol, and everything
-else to the DLQ with the reason. Nothing is dropped: every call ends in exactly one publish. It also keeps the
-counts for the run summary and feeds the Prometheus metrics.
+A source hands over events it built (trade or quote dicts), trade payloads as it produced them (the simulator's
+records), or raw payloads it could not make sense of; the sink validates them against their contract and
+publishes valid ones to their topic keyed by symbol, and everything else to the DLQ with the reason. Nothing is
+dropped: every call ends in exactly one publish. It also keeps the counts for the run summary and feeds the
+Prometheus metrics.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from conf.contracts.events import QUOTE_SCHEMA_NAME, SCHEMA_NAME, EventValidator, encode
+from conf.contracts.events import MALFORMED_JSON, QUOTE_SCHEMA_NAME, SCHEMA_NAME, EventValidator, encode
 from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
@@ -48,22 +49,28 @@ class SinkStats:
     trades: int = 0                         # valid trade events published
     quotes: int = 0                         # valid quote events published
     dlq_by_reason: Counter[str] = field(default_factory=Counter)
-    trade_event_ids: set[str] = field(default_factory=set)
-    quote_event_ids: set[str] = field(default_factory=set)
+    # Invalid trade payloads published to the trades topic on purpose (the simulator's --malformed-target topic).
+    unvalidated_by_reason: Counter[str] = field(default_factory=Counter)
+    # 64-bit prefixes of the sha256 ids: exact in practice, and a fraction of the memory of the full strings.
+    trade_event_ids: set[int] = field(default_factory=set)
+    quote_event_ids: set[int] = field(default_factory=set)
 
     @property
     def dlq(self) -> int:
         return sum(self.dlq_by_reason.values())
 
+    @property
+    def sent(self) -> int:
+        """Everything published to an event topic (not the DLQ)."""
+        return self.trades + self.quotes + sum(self.unvalidated_by_reason.values())
+
 
 class EventSink:
-    def __init__(self, publisher: Publisher, source: str, metrics: ProducerMetrics | None = None,
-                 keep_event_ids: bool = True):
+    def __init__(self, publisher: Publisher, source: str, metrics: ProducerMetrics | None = None):
         self.publisher = publisher
         self.source = source
         self.metrics = metrics
         self.stats = SinkStats()
-        self._keep_ids = keep_event_ids
         self._trades = EventValidator(SCHEMA_NAME)
         self._quotes = EventValidator(QUOTE_SCHEMA_NAME)
 
@@ -81,6 +88,22 @@ class EventSink:
         """Publish a quote event to the quotes topic, or to the DLQ if it breaks quote.v1; returns the reason."""
         return self._publish(event, self._quotes, self.publisher.quotes_topic, "quotes")
 
+    def publish_trade_payload(self, raw: bytes, key: bytes | None, unvalidated: bool = False) -> str | None:
+        """Publish a trade payload as the source produced it: to the trades topic byte for byte when it keeps the
+        contract, else to the DLQ with the reason, or, when `unvalidated`, to the trades topic all the same (a
+        misbehaving upstream on purpose: the stream must quarantine it with that reason). Returns the reason."""
+        event, reason = self._trades.validate_payload(raw)
+        topic = self.publisher.trades_topic
+        if reason is not None and not unvalidated:
+            self.reject(raw, reason, topic, key)
+            return reason
+        self.publisher.publish(topic, key, raw)
+        if reason is None:
+            self._published("trades", event["event_id"])
+        else:
+            self.stats.unvalidated_by_reason[reason] += 1
+        return reason
+
     def reject(self, raw: bytes, reason: str, intended_topic: str, key: bytes | None = None) -> None:
         """Send what the source gave us to the DLQ, as received, with the reason."""
         self.stats.dlq_by_reason[reason] += 1
@@ -92,22 +115,23 @@ class EventSink:
         try:
             payload = encode(event)
         except (TypeError, ValueError):  # NaN/Infinity or a value JSON cannot hold
-            self.reject(repr(dict(event)).encode("utf-8"), "malformed_json", topic, key)
-            return "malformed_json"
+            self.reject(repr(dict(event)).encode("utf-8"), MALFORMED_JSON, topic, key)
+            return MALFORMED_JSON
         reason = validator.reason(dict(event))
         if reason is not None:
             self.reject(payload, reason, topic, key)
             return reason
         self.publisher.publish(topic, key, payload)
+        self._published(kind, event["event_id"])
+        return None
+
+    def _published(self, kind: str, event_id: str) -> None:
         if kind == "trades":
             self.stats.trades += 1
-            if self._keep_ids:
-                self.stats.trade_event_ids.add(event["event_id"])
+            self.stats.trade_event_ids.add(int(event_id[:16], 16))
         else:
             self.stats.quotes += 1
-            if self._keep_ids:
-                self.stats.quote_event_ids.add(event["event_id"])
-        return None
+            self.stats.quote_event_ids.add(int(event_id[:16], 16))
 
     def summary(self) -> dict[str, Any]:
         return {

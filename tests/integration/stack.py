@@ -94,7 +94,8 @@ def run_producer(env: dict[str, str], args: list[str], tmp: Path) -> dict:
 
 def expected_records(env: dict[str, str], args: list[str]):
     """The exact records the producer CLI sends for these arguments (the simulator is seeded)."""
-    from producer.cli import make_simulator, parse_args
+    from producer.arguments import parse_args
+    from producer.simulator_run import make_simulator
 
     settings = load_settings(env)
     parsed = parse_args(args, settings)

@@ -23,10 +23,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from conf.settings import Settings, load_settings
-from producer.cli import RunStats, _send, route
-from conf.contracts.events import EventValidator
+from producer.sink import EventSink
 from producer.kafka_sink import DLQ_RAW_LIMIT_BYTES, KafkaPublisher, dlq_record
-from producer.simulator import SimRecord
 from spark_jobs.report import account
 from spark_jobs.lib.transforms import TRADES
 from tests.conftest import namespace_env
@@ -241,15 +239,17 @@ def dlq_run(run_id):
     settings = load_settings(env)
     create_namespace(settings)
     records = build_sample(int(time.time() * 1000))
-    publisher, stats, validator = KafkaPublisher(settings, client_id="hostile-dlq"), RunStats(), EventValidator()
+    publisher = KafkaPublisher(settings, client_id="hostile-dlq")
+    sink = EventSink(publisher, "hostile")
     started = time.monotonic()
     for index, h in enumerate(records):
-        record = SimRecord("trade", str(index).encode(), h.value, None, None, None)
-        _send(record, route(record, validator, "dlq"), publisher, stats, "hostile")
+        sink.received()
+        sink.publish_trade_payload(h.value, str(index).encode())
     assert publisher.flush(60) == 0
+    stats = sink.stats
     dlq = consume_all(settings, settings.kafka.dlq_topic, publisher.delivered[settings.kafka.dlq_topic])
     trades = consume_all(settings, settings.kafka.trades_topic, publisher.delivered[settings.kafka.trades_topic])
-    print(f"\nhostile dlq: {len(records)} records, {stats.sent_trades_topic} to trades, {stats.sent_dlq} to the DLQ, "
+    print(f"\nhostile dlq: {len(records)} records, {stats.sent} to trades, {stats.dlq} to the DLQ, "
           f"delivered {publisher.delivered_total}, failed {publisher.failed_total}, "
           f"{time.monotonic() - started:.1f} s")
     return records, publisher, stats, dlq, trades
@@ -258,7 +258,7 @@ def dlq_run(run_id):
 def test_producer_dlq_gets_every_invalid_payload_once_with_its_reason(dlq_run):
     records, publisher, stats, dlq, trades = dlq_run
     # Nothing silent: every record was either acknowledged by Kafka or counted as a delivery failure.
-    assert publisher.delivered_total + publisher.failed_total == len(records) == stats.records
+    assert publisher.delivered_total + publisher.failed_total == len(records) == stats.received
     assert {int(m.key()) for m in trades} == {i for i, h in enumerate(records) if h.producer_valid}
     assert len(trades) == publisher.delivered[publisher.trades_topic]
     assert all(m.value() == records[int(m.key())].value for m in trades)

@@ -459,7 +459,7 @@ def test_spark_commands_use_options_spark_accepts(services):
 
 
 def test_producer_commands_parse_with_the_producer_cli(services):
-    from producer.cli import parse_args
+    from producer.arguments import parse_args
 
     producers = {name: s for name, s in services.items() if command_of(s)[:3] == ["python", "-m", "producer"]}
     assert set(producers) == {"producer", "producer-finnhub-ws", "producer-finnhub-rest"}

@@ -1,9 +1,9 @@
 """Hostile payloads at the producer: every one is validated, and routed exactly once, never raising.
 
-The raw-payload path is producer.cli.route (EventValidator.validate_payload) then producer.cli._send, which
-publishes valid payloads to the trades topic and invalid ones through publish_dlq with the reason; the DLQ
-message itself is producer.kafka_sink.dlq_record. The live sources hand decoded events to producer.sink.EventSink
-and raw WebSocket messages to producer.finnhub_ws.MessageHandler. Payloads come from tests/hostile_payloads.py,
+The raw-payload path is producer.sink.EventSink.publish_trade_payload (EventValidator.validate_payload), the
+simulator's, which publishes valid payloads to the trades topic and invalid ones through publish_dlq with the
+reason; the DLQ message itself is producer.kafka_sink.dlq_record. The live sources hand decoded events to the same
+EventSink and raw WebSocket messages to producer.finnhub_ws.MessageHandler. Payloads come from tests/hostile_payloads.py,
 each tagged with the reason the contract gives it. Derandomized: the same examples on every run.
 """
 from __future__ import annotations
@@ -16,18 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from producer.cli import DLQ, TRADES, Route, RunStats, _send, route
-from conf.contracts.events import EventValidator, decode
+from conf.contracts.events import decode
 from producer.finnhub_ws import MessageHandler
 from producer.kafka_sink import DLQ_RAW_LIMIT_BYTES, dlq_record
 from producer.replay import parse_line
-from producer.simulator import SimRecord
 from producer.sink import EventSink
 from tests.hostile_payloads import (ANY, KINDS, PRODUCER_REASONS, Hostile, fixed_event, nested, pinned_payloads)
 from tests.standins.memory_publisher import MemoryPublisher
 
 NOW_MS = 1_767_605_400_000  # 2026-01-05 09:30 UTC; no producer rule depends on the clock
-VALIDATOR = EventValidator()
 PROFILE = settings(derandomize=True, database=None, max_examples=30, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                           HealthCheck.large_base_example])
@@ -45,17 +42,18 @@ def is_deeply_nested(h: Hostile) -> bool:
 
 
 def check_raw_path(h: Hostile) -> None:
-    """producer.cli's route + _send: one publish, to the trades topic or to the DLQ with the expected reason."""
-    publisher, stats = MemoryPublisher(), RunStats()
-    record = SimRecord("trade", b"key", h.value, None, None, None)
-    decision = route(record, VALIDATOR, "dlq")
-    _send(record, decision, publisher, stats, "hostile")
-    assert stats.records == 1 and stats.sent_trades_topic + stats.sent_dlq == 1
+    """EventSink.publish_trade_payload (the simulator's path): one publish, to the trades topic or to the DLQ with
+    the expected reason."""
+    publisher = MemoryPublisher()
+    sink = EventSink(publisher, "hostile")
+    reason = sink.publish_trade_payload(h.value, b"key")
+    stats = sink.stats
+    assert stats.sent + stats.dlq == 1
     if h.producer_valid:
-        assert decision == Route(TRADES, None)
+        assert reason is None
         assert publisher.messages == [(publisher.trades_topic, b"key", h.value)] and publisher.dlq == []
         return
-    assert decision.destination == DLQ and publisher.messages == []
+    assert reason is not None and publisher.messages == []
     assert len(publisher.dlq) == 1
     reason = publisher.dlq[0]["reason"]
     assert isinstance(reason, str) and reason in PRODUCER_REASONS, reason

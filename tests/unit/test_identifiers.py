@@ -197,7 +197,7 @@ def test_the_dashboard_formats_only_checked_table_names():
 @pytest.mark.parametrize("source", ["simulator", "finnhub-ws", "finnhub-rest"])
 def test_the_producer_cli_refuses_bad_symbols_before_they_become_keys(bad, source, capsys):
     from conf.settings import load_settings
-    from producer.cli import parse_args
+    from producer.arguments import parse_args
 
     extra = ["--rate", "10", "--count", "5"] if source == "simulator" else []
     with pytest.raises(SystemExit) as exited:

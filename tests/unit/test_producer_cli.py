@@ -1,6 +1,7 @@
-"""producer.cli: argument validation, routing and the run loop, without Kafka.
+"""The producer's entry point without Kafka: argument validation (producer/arguments.py), where a simulator record
+goes through the EventSink, and the simulator's run loop (producer/simulator_run.py).
 
-run() is driven with a recording publisher: these tests check what the CLI decides to send where, not Kafka.
+run() is driven with a recording publisher: these tests check what the producer decides to send where, not Kafka.
 """
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from collections import Counter
 import pytest
 
 from conf.settings import load_settings
-from producer.cli import (DLQ, TRADES, Route, exit_code, format_summary, future_skew_warning, main, parse_args,
-                          parse_start_time, route, run, split_symbols)
 from conf.contracts.events import EventValidator
+from producer.arguments import future_skew_warning, parse_args, parse_start_time, split_symbols
+from producer.cli import main
 from producer.simulator import SimRecord
+from producer.simulator_run import exit_code, format_summary, run, sent_unvalidated
+from producer.sink import EventSink
+
+TRADES, DLQ = "trades", "dlq"
 
 START = "2026-01-05T14:30:00Z"
 START_MS = 1767623400000
@@ -51,7 +56,7 @@ class RecordingPublisher:
     def publish(self, topic, key, value):
         self.messages.append((topic, key, value))
 
-    def publish_dlq(self, key, raw, reason, source):
+    def publish_dlq(self, key, raw, reason, source, intended_topic=None):
         self.dlq.append((key, raw, reason, source))
 
     def poll(self, timeout=0):
@@ -200,17 +205,21 @@ def record(kind, value):
 
 
 @pytest.mark.parametrize("kind, value, target, expected", [
-    ("trade", GOOD, "dlq", Route(TRADES, None)),
-    ("trade", GOOD, "topic", Route(TRADES, None)),
-    ("duplicate", GOOD, "dlq", Route(TRADES, None)),
-    ("malformed", BAD, "dlq", Route(DLQ, "price:exclusiveMinimum")),
-    ("malformed", BAD, "topic", Route(TRADES, "price:exclusiveMinimum")),
-    ("malformed", b"{", "topic", Route(TRADES, "malformed_json")),
+    ("trade", GOOD, "dlq", (TRADES, None)),
+    ("trade", GOOD, "topic", (TRADES, None)),
+    ("duplicate", GOOD, "dlq", (TRADES, None)),
+    ("malformed", BAD, "dlq", (DLQ, "price:exclusiveMinimum")),
+    ("malformed", BAD, "topic", (TRADES, "price:exclusiveMinimum")),
+    ("malformed", b"{", "topic", (TRADES, "malformed_json")),
     # Only records the simulator meant to be malformed bypass validation.
-    ("trade", BAD, "topic", Route(DLQ, "price:exclusiveMinimum")),
+    ("trade", BAD, "topic", (DLQ, "price:exclusiveMinimum")),
 ])
-def test_route(validator, kind, value, target, expected):
-    assert route(record(kind, value), validator, target) == expected
+def test_route(kind, value, target, expected):
+    publisher, rec = RecordingPublisher(), record(kind, value)
+    reason = EventSink(publisher, "simulator").publish_trade_payload(rec.value, rec.key,
+                                                                      sent_unvalidated(rec, target))
+    assert len(publisher.messages) + len(publisher.dlq) == 1
+    assert (DLQ if publisher.dlq else TRADES, reason) == expected
 
 
 # -- run -------------------------------------------------------------------------------------------------

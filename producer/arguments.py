@@ -20,34 +20,27 @@ MALFORMED_TARGETS = ("dlq", "topic")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, parse: Callable[[str], float], what: str, ok: Callable[[float], bool], rule: str) -> float:
+    """An option's number: `parse` it (else "not <what>"), then check it (else "must be <rule>")."""
     try:
-        value = float(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, float, "a number", lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
+    return int(_number(text, int, "a whole number", lambda v: v > 0, "> 0"))
 
 
 def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text!r}")
-    return value
+    return _number(text, float, "a number", lambda v: 0.0 <= v <= 1.0, "within [0, 1]")  # also refuses NaN
 
 
 def parse_start_time(text: str) -> int:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from datetime import timedelta
 from typing import Any, Mapping, Sequence
+
+from stocklake_airflow.environment import JOB_PYTHON, first_line, job_setting, run_job
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ MAX_ERROR_CHARS = 300
 REDACTED = "***"
 # The pipeline setting (conf/pipeline.yaml) that turns success notices off.
 SUCCESS_NOTICES_SETTING = "alerts.success_notices"
-SETTING_TIMEOUT_SECONDS = 60
 
 
 class _RedactSecrets(logging.Filter):
@@ -62,12 +62,6 @@ def _redact(text: str, secrets: set[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
-
-
-def _first_line(value: object) -> str:
-    lines = str(value).strip().splitlines()
-    line = lines[0].strip() if lines else ""
-    return line if len(line) <= MAX_ERROR_CHARS else line[:MAX_ERROR_CHARS - 1] + "…"
 
 
 def _slack_escape(text: str) -> str:
@@ -109,12 +103,12 @@ def failure_text(context: Mapping[str, Any]) -> str:
         lines = [f"Airflow task failed: dag {dag_id}, run {run_id}" + (f", {task}" if task else "")]
     error = context.get("exception")
     if isinstance(error, BaseException):
-        message = _first_line(error)
+        message = first_line(error)
         lines.append(f"Error: {type(error).__name__}: {message}" if message else f"Error: {type(error).__name__}")
     elif error:
-        lines.append(f"Error: {_first_line(error)}")
+        lines.append(f"Error: {first_line(error)}")
     if context.get("reason"):
-        lines.append(f"Reason: {_first_line(context['reason'])}")
+        lines.append(f"Reason: {first_line(context['reason'])}")
     log_url = _attr(ti, "log_url") if task_id is not None else None
     if log_url:
         lines.append(f"Log: {log_url}")
@@ -133,7 +127,7 @@ def post_slack(text: str, conn_id: str = DEFAULT_CONN_ID) -> bool:
         try:
             connection = BaseHook.get_connection(conn_id)
         except AirflowNotFoundException:
-            log.warning("no %s connection: alert not sent: %s", conn_id, _first_line(text))
+            log.warning("no %s connection: alert not sent: %s", conn_id, first_line(text))
             return False
         token = (connection.password or "").strip()
         secrets = {token} if token else set()
@@ -142,7 +136,7 @@ def post_slack(text: str, conn_id: str = DEFAULT_CONN_ID) -> bool:
         hook.send_text(text)
     except Exception as err:  # noqa: BLE001 - an alert must never fail its caller
         log.error("slack alert not sent (connection %s): %s: %s", conn_id, type(err).__name__,
-                  _redact(_first_line(err), secrets))
+                  _redact(first_line(err), secrets))
         return False
     log.info("slack alert sent (connection %s)", conn_id)
     return True
@@ -153,29 +147,12 @@ def slack_failure_alert(context: Mapping[str, Any]) -> None:
     try:
         post_slack(failure_text(context))
     except Exception as err:  # noqa: BLE001 - the task's own failure is what must surface, not ours
-        log.error("slack alert failed: %s: %s", type(err).__name__, _first_line(err))
-
-
-def _run_job(argv: list[str], timeout: float) -> str:
-    """stdout of `python -m <module> ...` of the job environment, run in the checkout; RuntimeError with its last
-    error line when it fails."""
-    from stocklake_airflow.jobs import REPO  # imported here: jobs imports this module
-
-    # S603: a fixed argv list (no shell) of the job environment's python.
-    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False,  # noqa: S603
-                            timeout=timeout)
-    if result.returncode != 0:
-        errors = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        raise RuntimeError(f"{argv[2]} exited with {result.returncode}: "
-                           f"{_first_line(errors[-1]) if errors else 'no error output'}")
-    return result.stdout
+        log.error("slack alert failed: %s: %s", type(err).__name__, first_line(err))
 
 
 def success_notices_enabled(setting: str = SUCCESS_NOTICES_SETTING) -> bool:
     """The boolean pipeline setting `setting` (conf/pipeline.yaml plus overrides), read through the job environment."""
-    from stocklake_airflow.jobs import JOB_PYTHON
-
-    value = _run_job([JOB_PYTHON, "-m", "conf.settings", setting], SETTING_TIMEOUT_SECONDS).strip()
+    value = job_setting(setting)
     if value not in ("true", "false"):
         raise RuntimeError(f"{setting}: expected true or false, got {value!r}")
     return value == "true"
@@ -186,17 +163,15 @@ def post_job_notice(module: str, args: Sequence[str] = (), *, enabled_by: str = 
     """Unless the setting enabled_by is false: run `python -m module *args` in the job environment and post the
     `text` of the JSON line it prints last. True when Slack accepted it. A job that fails (or prints no text)
     raises, so the task fails and alerts; Slack being unreachable never does (post_slack logs it)."""
-    from stocklake_airflow.jobs import JOB_PYTHON
-
     if not success_notices_enabled(enabled_by):
         log.info("success notice off (%s is false): nothing posted", enabled_by)
         return False
-    output = _run_job([JOB_PYTHON, "-m", module, *args], timeout)
+    output = run_job([JOB_PYTHON, "-m", module, *args], timeout)
     lines = [line for line in output.splitlines() if line.strip()]
     try:
         text = json.loads(lines[-1])["text"]
     except (IndexError, ValueError, KeyError, TypeError):
-        raise RuntimeError(f"{module} printed no JSON line with a text: {_first_line(output) or 'nothing'}") \
+        raise RuntimeError(f"{module} printed no JSON line with a text: {first_line(output) or 'nothing'}") \
             from None
     if not isinstance(text, str) or not text.strip():
         raise RuntimeError(f"{module} printed an empty text")

@@ -3,26 +3,21 @@ own. Spark jobs go through SparkSubmitOperator with the job environment's spark-
 and dbt run as bash commands in the checkout. Airflow lives in its own environment (.venv-airflow), so nothing here
 imports the pipeline.
 
-Where the checkout and the job environment are comes from the environment Airflow runs in (scripts/airflow_env.py
-sets STOCKLAKE_REPO and STOCKLAKE_JOB_PYTHON); secrets never appear here: S3 credentials and the Finnhub key are in
+Where the checkout and the job environment are, and the settings read through it: stocklake_airflow.environment.
+Secrets never appear here: S3 credentials and the Finnhub key are in
 the environment the tasks inherit, Slack, Spark and Snowflake settings in Airflow connections. SQL on Snowflake goes
 through the Snowflake provider (stocklake_airflow.warehouse), not through a command.
 """
 from __future__ import annotations
 
-import os
 import shlex
 from datetime import timedelta
-from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
 
 from stocklake_airflow.alerts import slack_failure_alert
-
-REPO = Path(os.environ.get("STOCKLAKE_REPO") or Path(__file__).resolve().parents[3])
-JOB_PYTHON = os.environ.get("STOCKLAKE_JOB_PYTHON") or str(REPO / ".venv" / "bin" / "python")
-JOB_BIN = Path(JOB_PYTHON).parent
+from stocklake_airflow.environment import JOB_BIN, JOB_PYTHON, REPO, setting_in_shell
 # The Airflow connection naming the Spark master (local[2] locally; spark://, k8s://, yarn in production).
 SPARK_CONN_ID = "spark_default"
 
@@ -36,11 +31,6 @@ DEFAULT_ARGS = {
     "execution_timeout": timedelta(minutes=10),
     "on_failure_callback": slack_failure_alert,
 }
-
-
-def setting(name: str) -> str:
-    """Shell fragment printing one pipeline setting (conf/pipeline.yaml plus overrides), read when the task runs."""
-    return f"$({shlex.quote(JOB_PYTHON)} -m conf.settings {shlex.quote(name)})"
 
 
 def spark_job(task_id: str, script: str, args: list[str] | None = None, *, timeout: timedelta,
@@ -91,17 +81,5 @@ def dbt_build(task_id: str, *, timeout: timedelta, **kwargs) -> BashOperator:
     return job_command(
         task_id,
         "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; mkdir -p .lake/warehouse; "
-        f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting('warehouse.target')}",
+        f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting_in_shell('warehouse.target')}",
         timeout=timeout, trigger_rule="none_failed", **kwargs)
-
-
-def warehouse_target() -> str:
-    """warehouse.target from the pipeline's settings (local or snowflake), read through the job environment."""
-    import subprocess
-
-    # noqa below: S603, a fixed argv list (no shell) of the job environment's python.
-    result = subprocess.run([JOB_PYTHON, "-m", "conf.settings", "warehouse.target"],  # noqa: S603
-                            cwd=REPO, capture_output=True, text=True, check=False, timeout=60)
-    if result.returncode != 0:
-        raise RuntimeError(f"cannot read warehouse.target: {result.stderr.strip()}")
-    return result.stdout.strip()

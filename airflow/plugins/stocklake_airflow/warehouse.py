@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import task
 
-from stocklake_airflow.jobs import JOB_PYTHON, REPO, warehouse_target
+from stocklake_airflow.environment import JOB_PYTHON, REPO, run_job, warehouse_target
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +28,11 @@ RENDER_TIMEOUT_SECONDS = 120
 
 
 def rendered_statements(part: str) -> list[dict[str, str]]:
-    """[{name, sql}, ...] of one part of scripts/snowflake_setup.py, rendered by the job environment."""
-    command = [JOB_PYTHON, str(REPO / "scripts" / "snowflake_setup.py"), "render", "--part", part, "--json"]
-    # noqa below: S603, a fixed argv list (no shell) of the job environment's python.
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False,  # noqa: S603
-                            timeout=RENDER_TIMEOUT_SECONDS)
-    if result.returncode != 0:
-        # snowflake_setup.py prints one line naming the bad setting, never a secret.
-        raise RuntimeError(f"snowflake_setup.py render --part {part}: {result.stderr.strip()}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    """[{name, sql}, ...] of one part of scripts/snowflake_setup.py, rendered by the job environment (which prints
+    one line naming a bad setting, never a secret, when it cannot)."""
+    output = run_job([JOB_PYTHON, str(REPO / "scripts" / "snowflake_setup.py"), "render", "--part", part, "--json"],
+                     RENDER_TIMEOUT_SECONDS)
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def run_on_snowflake(part: str) -> list[str]:

@@ -165,6 +165,13 @@ def interval_seconds(text: str) -> float:
 
 
 def _validate(merged: dict[str, dict[str, Any]]) -> None:
+    """Every rule a setting's type alone does not say (ranges, choices, URLs, files): a ConfigError naming it."""
+    for check in (_check_numbers, _check_kafka, _check_sources, _check_stream_metrics, _check_monitoring,
+                  _check_market_hours, _check_maintenance, _check_warehouse_and_dashboard, _check_simulator):
+        check(merged)
+
+
+def _check_numbers(merged: dict[str, dict[str, Any]]) -> None:
     for path in ("stream.trigger_interval", "stream.watermark_delay"):
         section, key = path.split(".")
         try:
@@ -191,6 +198,9 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
         section, key = path.split(".")
         if not merged[section][key] >= 0:  # also refuses NaN
             raise ConfigError(f"{path}: must be >= 0 (0 = off), got {merged[section][key]}")
+
+
+def _check_kafka(merged: dict[str, dict[str, Any]]) -> None:
     kafka = merged["kafka"]
     if kafka["security_protocol"] not in KAFKA_SECURITY_PROTOCOLS:
         raise ConfigError(f"kafka.security_protocol: must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
@@ -203,6 +213,9 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
         raise ConfigError("kafka.sasl_mechanism: PLAIN sends the password in clear; use SCRAM or SASL_SSL")
     if kafka["ssl_ca_location"] and not Path(kafka["ssl_ca_location"]).is_file():
         raise ConfigError(f"kafka.ssl_ca_location: no such file: {kafka['ssl_ca_location']}")
+
+
+def _check_sources(merged: dict[str, dict[str, Any]]) -> None:
     if merged["stream"]["starting_offsets"] not in ("earliest", "latest"):
         raise ConfigError(f"stream.starting_offsets: must be earliest or latest, "
                           f"got {merged['stream']['starting_offsets']!r}")
@@ -215,6 +228,20 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
             raise ConfigError(f"{path}: must start with {' or '.join(scheme)}, got {merged[section][key]!r}")
     if not 0 <= merged["producer"]["metrics_port"] <= 65535:
         raise ConfigError(f"producer.metrics_port: must be 0 (off) to 65535, got {merged['producer']['metrics_port']}")
+
+
+def _check_stream_metrics(merged: dict[str, dict[str, Any]]) -> None:
+    stream = merged["stream"]
+    if not 0 <= stream["metrics_port"] <= 65535:
+        raise ConfigError(f"stream.metrics_port: must be 0 (off) to 65535, got {stream['metrics_port']}")
+    if stream["metrics_flush_seconds"] <= 0:
+        raise ConfigError(f"stream.metrics_flush_seconds: must be greater than 0, "
+                          f"got {stream['metrics_flush_seconds']}")
+    if not stream["metrics_table"].strip("/"):
+        raise ConfigError("stream.metrics_table: must name a lake path, e.g. _metrics/stream_progress")
+
+
+def _check_monitoring(merged: dict[str, dict[str, Any]]) -> None:
     monitoring = merged["monitoring"]
     for key in ("prometheus_port", "pushgateway_port"):
         if not 1 <= monitoring[key] <= 65535:
@@ -223,12 +250,18 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
         if monitoring[key] and not monitoring[key].startswith(("http://", "https://")):
             raise ConfigError(f"monitoring.{key}: must be empty ({empty}) or start with http:// or https://, "
                               f"got {monitoring[key]!r}")
+
+
+def _check_market_hours(merged: dict[str, dict[str, Any]]) -> None:
     if merged["market_hours"]["session"] not in ("regular", "extended", "always"):
         raise ConfigError(f"market_hours.session: must be regular, extended or always, "
                           f"got {merged['market_hours']['session']!r}")
     for key in ("pre_market_minutes", "after_hours_minutes"):
         if not 0 <= merged["market_hours"][key] <= 720:
             raise ConfigError(f"market_hours.{key}: must be within 0..720, got {merged['market_hours'][key]}")
+
+
+def _check_maintenance(merged: dict[str, dict[str, Any]]) -> None:
     if merged["maintenance"]["compaction_min_files"] < 2:
         # An hour already compacted to one file would be rewritten (re-Z-ordered) on every run.
         raise ConfigError(f"maintenance.compaction_min_files: must be >= 2, "
@@ -238,6 +271,9 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
     if merged["maintenance"]["vacuum_retention_hours"] < 168:
         raise ConfigError(f"maintenance.vacuum_retention_hours: must be >= 168 (Delta's safety check: files younger "
                           f"than 7 days may still be read), got {merged['maintenance']['vacuum_retention_hours']}")
+
+
+def _check_warehouse_and_dashboard(merged: dict[str, dict[str, Any]]) -> None:
     if merged["warehouse"]["target"] not in ("local", "snowflake"):
         raise ConfigError(f"warehouse.target: must be local or snowflake, got {merged['warehouse']['target']!r}")
     dashboard = merged["dashboard"]
@@ -249,6 +285,9 @@ def _validate(merged: dict[str, dict[str, Any]]) -> None:
     # A Plotly candlestick of tens of thousands of candles makes every refresh slow in the browser.
     if not 1 <= dashboard["candles_limit"] <= 10000:
         raise ConfigError(f"dashboard.candles_limit: must be within 1..10000, got {dashboard['candles_limit']}")
+
+
+def _check_simulator(merged: dict[str, dict[str, Any]]) -> None:
     for symbol, spec in merged["simulator"]["symbols"].items():
         if not isinstance(spec, Mapping) or not {"price", "volatility", "weight"} <= set(spec):
             raise ConfigError(f"simulator.symbols.{symbol}: needs price, volatility and weight")

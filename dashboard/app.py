@@ -114,28 +114,23 @@ def _overview(market: queries.Market, per_row: int = 8) -> None:
                 column.metric(row["symbol"], views.price(row["last_price"]), delta=views.kpi_delta(row))
 
 
-def _live(warehouse: queries.Warehouse, settings: Settings) -> None:
-    dashboard = settings.dashboard
+def _market_or_notice(warehouse: queries.Warehouse, settings: Settings) \
+        -> tuple[queries.Market | None, bool, LiveMinutes | None, str]:
+    """(market with its live minutes, stale, the live minutes, their caption); market None when there is nothing to
+    show yet (a notice says why)."""
     try:
         market, stale = _fresh_or_last_good("market", lambda: queries.load_market(warehouse))
     except queries.WarehouseEmpty as reason:
         _show_empty(reason)
-        return
+        return None, False, None, ""
     if market is None:
         _show_rebuilding(None)
-        return
+        return None, False, None, ""
     live, live_caption = _live_minutes(warehouse, settings) if not stale else (None, "")
-    if live is not None:
-        market = live.market(market)
+    return (market if live is None else live.market(market)), stale, live, live_caption
 
-    label, colour = views.freshness(market.latest_row_time, datetime.now(timezone.utc),
-                                    dashboard.freshness_red_after_seconds)
-    with st.container(key="freshness"):
-        st.badge(label, color=colour, icon=":material/schedule:")
-    if stale:
-        _show_rebuilding(market.read_at)
-    _overview(market)
 
+def _pick_symbol_and_interval(market: queries.Market) -> tuple[str, str]:
     symbols = market.symbols["symbol"].tolist()
     companies = dict(zip(market.symbols["symbol"], market.symbols["company"]))
     pick_symbol, pick_interval = st.columns([3, 1])
@@ -143,27 +138,34 @@ def _live(warehouse: queries.Warehouse, settings: Settings) -> None:
                                    format_func=lambda s: f"{s} · {companies.get(s, s)}")
     interval = pick_interval.selectbox("Interval", queries.INTERVALS, key=INTERVAL_KEY,
                                        format_func=views.INTERVAL_LABELS.get)
-    _kpi_cards(market, symbol)
+    return symbol, interval
 
+
+def _candles(warehouse: queries.Warehouse, limit: int, live: LiveMinutes | None, symbol: str, interval: str,
+             stale: bool) -> tuple[bool, Any]:
+    """(shown, the symbol's detail or None while Gold is rebuilt); shown False when Gold turned out empty."""
     try:
         detail, detail_stale = _fresh_or_last_good(
-            (symbol, interval), lambda: queries.load_symbol(warehouse, symbol, interval, dashboard.candles_limit))
+            (symbol, interval), lambda: queries.load_symbol(warehouse, symbol, interval, limit))
         if live is not None and detail is not None:
-            detail = live.detail(detail, dashboard.candles_limit)
+            detail = live.detail(detail, limit)
     except queries.WarehouseEmpty as reason:
         _show_empty(reason)
-        return
+        return False, None
     if detail is None:
         _show_rebuilding(None)
-    else:
-        if detail_stale and not stale:
-            _show_rebuilding(detail.read_at)
-        with st.container(key="candles-chart"):
-            st.plotly_chart(views.candles_figure(detail, show_moving_averages=interval == "1m"),
-                            config={"displaylogo": False})
-        if interval != "1m":
-            st.caption("Moving averages are over 1-minute closes: choose 1 minute to overlay them.")
+        return True, None
+    if detail_stale and not stale:
+        _show_rebuilding(detail.read_at)
+    with st.container(key="candles-chart"):
+        st.plotly_chart(views.candles_figure(detail, show_moving_averages=interval == "1m"),
+                        config={"displaylogo": False})
+    if interval != "1m":
+        st.caption("Moving averages are over 1-minute closes: choose 1 minute to overlay them.")
+    return True, detail
 
+
+def _treemap_and_movers(market: queries.Market) -> None:
     treemap_column, movers_column = st.columns([3, 2])
     with treemap_column, st.container(key="treemap-chart"):
         st.plotly_chart(views.treemap_figure(market.treemap), config={"displaylogo": False})
@@ -177,6 +179,26 @@ def _live(warehouse: queries.Warehouse, settings: Settings) -> None:
             "change_basis": st.column_config.TextColumn("vs"),
             "day_volume": st.column_config.NumberColumn("volume", format="localized"),
         })
+
+
+def _live(warehouse: queries.Warehouse, settings: Settings) -> None:
+    dashboard = settings.dashboard
+    market, stale, live, live_caption = _market_or_notice(warehouse, settings)
+    if market is None:
+        return
+    label, colour = views.freshness(market.latest_row_time, datetime.now(timezone.utc),
+                                    dashboard.freshness_red_after_seconds)
+    with st.container(key="freshness"):
+        st.badge(label, color=colour, icon=":material/schedule:")
+    if stale:
+        _show_rebuilding(market.read_at)
+    _overview(market)
+    symbol, interval = _pick_symbol_and_interval(market)
+    _kpi_cards(market, symbol)
+    shown, detail = _candles(warehouse, dashboard.candles_limit, live, symbol, interval, stale)
+    if not shown:
+        return
+    _treemap_and_movers(market)
     if detail is not None:
         with st.container(key="volatility-chart"):
             st.plotly_chart(views.volatility_figure(detail.volatility, symbol), config={"displaylogo": False})

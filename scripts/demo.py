@@ -76,23 +76,8 @@ def simulated_start(settings, duration: int, now: datetime) -> datetime | None:
     return None if closed_at is None else closed_at - timedelta(seconds=duration + 60)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=int, default=2000, help="events per second (default 2000)")
-    parser.add_argument("--duration", type=int, default=60, help="seconds of producing (default 60)")
-    args = parser.parse_args(argv)
-    settings = load_settings()
-    started = time.monotonic()
-    logs = RUNTIME / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    stream_log, producer_summary, report_json = logs / "demo-stream.log", logs / "demo-producer.json", \
-        logs / "demo-report.json"
-    stream_log.write_text("")
-
-    say(f"emptying topics and bucket {settings.lake.bucket} on the local Kafka and MinIO")
-    empty_topics_and_bucket(settings)
-
-    say(f"starting the streaming job (log: {stream_log})")
+def start_stream(stream_log: Path) -> subprocess.Popen:
+    """The streaming job in the background, once both its queries have started."""
     # Batches of at most 20k records: the watermark advances batch by batch, so late events meet it.
     stream_env = {**os.environ, "STOCKLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "20000"}
     # S603 (here and below): argv lists, no shell, of this venv's spark-submit / python / dbt and the repo's jobs.
@@ -101,53 +86,65 @@ def main(argv: list[str]) -> int:
         [str(BIN / "spark-submit"), "--driver-memory", "2g", str(REPO / "spark_jobs" / "stream.py"),
          "--entity", "trades"],
         stdout=stream_log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True, env=stream_env)
-    try:
-        deadline = time.monotonic() + 300
-        while sum(1 for record in read_progress(stream_log.read_text(errors="replace"))
-                  if record["event"] == "query_started") < 2:
-            if stream.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"demo: the streaming job did not start; see {stream_log}")
-            time.sleep(1)
+    deadline = time.monotonic() + 300
+    while sum(1 for record in read_progress(stream_log.read_text(errors="replace"))
+              if record["event"] == "query_started") < 2:
+        if stream.poll() is not None or time.monotonic() > deadline:
+            stop_stream(stream)
+            raise SystemExit(f"demo: the streaming job did not start; see {stream_log}")
+        time.sleep(1)
+    return stream
 
-        start = simulated_start(settings, args.duration, datetime.now(timezone.utc))
-        stamped = "" if start is None else \
-            f"; the market is closed: stamped in its last session, from {start:%Y-%m-%d %H:%M} UTC"
-        say(f"producing simulated trades for {args.duration} s at {args.rate}/s "
-            f"(with duplicates, out-of-order, late and malformed events){stamped}")
-        subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "producer", "--source", "simulator", "--rate", str(args.rate),
-             "--duration", str(args.duration), "--duplicate-ratio", "0.02", "--out-of-order-ratio", "0.02",
-             "--late-ratio", "0.01", "--malformed-ratio", "0.005", "--malformed-target", "topic",
-             *([] if start is None else ["--start-time", start.isoformat()]),
-             "--summary-json", str(producer_summary)], check=True, cwd=REPO)
-        produced = json.loads(producer_summary.read_text())
 
-        say("waiting for the stream to read every record")
-        sent = produced["sent_trades_topic"]
-        deadline = time.monotonic() + 600
-        while True:
-            rows = stream_batches(stream_log)
-            if rows.get("bronze_trades", 0) >= sent and rows.get("silver_trades", 0) >= sent:
-                break
-            if stream.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"demo: the stream stopped or stalled at {rows} of {sent}; see {stream_log}")
-            time.sleep(1)
-    finally:
-        if stream.poll() is None:
-            os.killpg(stream.pid, signal.SIGTERM)  # a clean stop: the running batch commits first
-            stream.wait(timeout=120)
+def stop_stream(stream: subprocess.Popen) -> None:
+    if stream.poll() is None:
+        os.killpg(stream.pid, signal.SIGTERM)  # a clean stop: the running batch commits first
+        stream.wait(timeout=120)
 
+
+def produce(args: argparse.Namespace, settings, summary_path: Path) -> dict:
+    """The simulator's run (its summary), stamped in the last session when the market is closed."""
+    start = simulated_start(settings, args.duration, datetime.now(timezone.utc))
+    stamped = "" if start is None else \
+        f"; the market is closed: stamped in its last session, from {start:%Y-%m-%d %H:%M} UTC"
+    say(f"producing simulated trades for {args.duration} s at {args.rate}/s "
+        f"(with duplicates, out-of-order, late and malformed events){stamped}")
+    subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "producer", "--source", "simulator", "--rate", str(args.rate),
+         "--duration", str(args.duration), "--duplicate-ratio", "0.02", "--out-of-order-ratio", "0.02",
+         "--late-ratio", "0.01", "--malformed-ratio", "0.005", "--malformed-target", "topic",
+         *([] if start is None else ["--start-time", start.isoformat()]),
+         "--summary-json", str(summary_path)], check=True, cwd=REPO)
+    return json.loads(summary_path.read_text())
+
+
+def wait_for_rows(stream: subprocess.Popen, stream_log: Path, sent: int) -> None:
+    say("waiting for the stream to read every record")
+    deadline = time.monotonic() + 600
+    while True:
+        rows = stream_batches(stream_log)
+        if rows.get("bronze_trades", 0) >= sent and rows.get("silver_trades", 0) >= sent:
+            return
+        if stream.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"demo: the stream stopped or stalled at {rows} of {sent}; see {stream_log}")
+        time.sleep(1)
+
+
+def read_report(report_json: Path) -> dict:
     say("reading the tables back")
     result = subprocess.run([str(BIN / "spark-submit"), str(REPO / "spark_jobs" / "report.py"),  # noqa: S603
                              "--entity", "trades", "--json", str(report_json)], capture_output=True, text=True)
     if not report_json.exists():
         print(result.stderr[-3000:], file=sys.stderr)
         raise SystemExit("demo: the report failed")
-    report = json.loads(report_json.read_text())[0]
+    return json.loads(report_json.read_text())[0]
 
+
+def print_summary(produced: dict, report: dict, settings, seconds: float) -> bool:
+    """What landed where; True when the books balance."""
     kinds = produced["by_kind"]
     print(f"""
-Demo summary ({time.monotonic() - started:.0f} s)
+Demo summary ({seconds:.0f} s)
   events produced        {produced['records']:>9,}  ({', '.join(f'{k} {v:,}' for k, v in kinds.items())})
   delivered to Kafka     {produced['delivered']:>9,}  (DLQ: {produced['sent_dlq']:,}, failures: {produced['delivery_failures']:,})
   Bronze rows            {report['bronze_rows']:>9,}  (every record, as received)
@@ -164,10 +161,12 @@ Tables:""")
         print(f"  {layer:<11} {uri}")
     print(f"  MinIO console: http://127.0.0.1:{settings.services.minio_console_port} "
           f"(credentials in {RUNTIME / 'credentials.env'})")
-    ok = report["balanced"] and report["bronze_rows"] == produced["delivered"]
+    return report["balanced"] and report["bronze_rows"] == produced["delivered"]
 
+
+def build_gold(warehouse: Path) -> bool:
+    """The Silver change index, then dbt build on the local target; True when both succeed."""
     say("building Gold with dbt (local target: DuckDB reading the Silver Delta tables)")
-    warehouse = RUNTIME / "warehouse" / "gold.duckdb"
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     warehouse.unlink(missing_ok=True)  # the lake was emptied above: Gold starts from nothing too
     # What changed in Silver, for the incremental candles (the Gold DAG runs the same job before dbt).
@@ -175,7 +174,7 @@ Tables:""")
                            capture_output=True, text=True)
     print(f"  {(index.stdout or index.stderr).strip()}")
     if index.returncode != 0:
-        return 1
+        return False
     dbt_env = {**os.environ, "DBT_PROFILES_DIR": str(REPO / "dbt_project"), "DBT_DUCKDB_PATH": str(warehouse),
                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     build = subprocess.run([str(BIN / "dbt"), "build", "--project-dir", str(REPO / "dbt_project"),  # noqa: S603
@@ -184,11 +183,40 @@ Tables:""")
     print(f"  dbt build: {done[-1].split('Done. ')[-1] if done else 'failed'}")
     if build.returncode != 0:
         print(build.stdout[-4000:], file=sys.stderr)
+        return False
+    return True
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=2000, help="events per second (default 2000)")
+    parser.add_argument("--duration", type=int, default=60, help="seconds of producing (default 60)")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    started = time.monotonic()
+    logs = RUNTIME / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    stream_log = logs / "demo-stream.log"
+    stream_log.write_text("")
+
+    say(f"emptying topics and bucket {settings.lake.bucket} on the local Kafka and MinIO")
+    empty_topics_and_bucket(settings)
+    say(f"starting the streaming job (log: {stream_log})")
+    stream = start_stream(stream_log)
+    try:
+        produced = produce(args, settings, logs / "demo-producer.json")
+        wait_for_rows(stream, stream_log, produced["sent_trades_topic"])
+    finally:
+        stop_stream(stream)
+    report = read_report(logs / "demo-report.json")
+    balanced = print_summary(produced, report, settings, time.monotonic() - started)
+    warehouse = RUNTIME / "warehouse" / "gold.duckdb"
+    if not build_gold(warehouse):
         return 1
     print_kpis(warehouse)
     print(f"  Gold warehouse: {warehouse} (tables fct_candles_1m/1h/1d, fct_symbol_kpi, fct_volatility, ...)")
     print(f"  Live dashboard on it: make dashboard (http://127.0.0.1:{settings.dashboard.port})")
-    return 0 if ok else 1
+    return 0 if balanced else 1
 
 
 def print_kpis(warehouse: Path) -> None:

@@ -331,6 +331,17 @@ def merge_silver(spark: SparkSession, path: str, source: DataFrame) -> Counter:
     return outcomes
 
 
+@dataclass
+class Landed:
+    """What one backfill wrote: the bars checked (key, reasons, event_id), and the counts per table."""
+    checked: list
+    valid_ids: list[str]
+    by_reason: Counter
+    bronze_inserted: int = 0
+    quarantine_inserted: int = 0
+    outcomes: Counter = field(default_factory=Counter)  # (symbol, inserted|updated|unchanged) -> rows
+
+
 def land(spark: SparkSession, settings: Settings, args: argparse.Namespace, bars: Bars) -> dict[str, Any]:
     """Validate the bars, write Bronze, quarantine and Silver, and return the report."""
     started = time.monotonic()
@@ -339,25 +350,36 @@ def land(spark: SparkSession, settings: Settings, args: argparse.Namespace, bars
     ensure_tables(spark, settings, BARS, schema)
     paths = {layer: settings.lake_uri(BARS.table(layer)) for layer in ("bronze", "silver", "quarantine")}
     symbols = symbols_of(settings, args)
-
     bronze = bronze_frame(spark, bars, run_time)
     # Cached: one evaluation, so each row's ingest_time is the same in Bronze, quarantine and Silver.
     parsed = validate_bars(bronze, schema, settings.stream.max_future_skew_seconds).cache()
     try:
-        checked = parsed.select("key", "reasons", F.col("event.event_id").alias("event_id")).collect()
-        valid_ids = [row["event_id"] for row in checked if not row["reasons"]]
-        by_reason = Counter(row["reasons"][0] for row in checked if row["reasons"])
-        bronze_inserted = quarantine_inserted = 0
-        outcomes: Counter = Counter()
-        if checked:
-            bronze_inserted = insert_new_payloads(spark, paths["bronze"], parsed.select(*bronze.columns))
-            if by_reason:
-                quarantine_inserted = insert_new_payloads(spark, paths["quarantine"], quarantine_rows(parsed))
-            if valid_ids:
-                outcomes = merge_silver(spark, paths["silver"], first_per_event_id(silver_rows(parsed, BARS)))
+        landed = write_layers(spark, paths, bronze, parsed)
     finally:
         parsed.unpersist()
+    report = backfill_report(args, bars, symbols, run_time, paths, landed)
+    report["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    _log("backfill_finished", **{k: v for k, v in report.items() if k not in ("per_symbol", "tables")})
+    return report
 
+
+def write_layers(spark: SparkSession, paths: dict[str, str], bronze: DataFrame, parsed: DataFrame) -> Landed:
+    """Bronze gets the new payloads, quarantine the invalid ones, Silver the first bar per event id (MERGE)."""
+    checked = parsed.select("key", "reasons", F.col("event.event_id").alias("event_id")).collect()
+    landed = Landed(checked, [row["event_id"] for row in checked if not row["reasons"]],
+                    Counter(row["reasons"][0] for row in checked if row["reasons"]))
+    if checked:
+        landed.bronze_inserted = insert_new_payloads(spark, paths["bronze"], parsed.select(*bronze.columns))
+        if landed.by_reason:
+            landed.quarantine_inserted = insert_new_payloads(spark, paths["quarantine"], quarantine_rows(parsed))
+        if landed.valid_ids:
+            landed.outcomes = merge_silver(spark, paths["silver"], first_per_event_id(silver_rows(parsed, BARS)))
+    return landed
+
+
+def backfill_report(args: argparse.Namespace, bars: Bars, symbols: list[str], run_time: datetime,
+                    paths: dict[str, str], landed: Landed) -> dict[str, Any]:
+    checked, valid_ids, by_reason, outcomes = landed.checked, landed.valid_ids, landed.by_reason, landed.outcomes
     per_symbol = {symbol: Counter() for symbol in symbols}
     for row in checked:
         counts = per_symbol.setdefault(row["key"], Counter())
@@ -365,9 +387,7 @@ def land(spark: SparkSession, settings: Settings, args: argparse.Namespace, bars
         counts["quarantined" if row["reasons"] else "valid"] += 1
     for (symbol, outcome), count in outcomes.items():
         per_symbol.setdefault(symbol, Counter())[outcome] += count
-    silver = {outcome: sum(n for (_, o), n in outcomes.items() if o == outcome)
-              for outcome in ("inserted", "updated", "unchanged")}
-    report = {
+    return {
         "source": bars.source,
         "file": getattr(args, "file", None),
         "from": args.start.isoformat(),
@@ -382,18 +402,16 @@ def land(spark: SparkSession, settings: Settings, args: argparse.Namespace, bars
         "quarantined": sum(by_reason.values()),
         "quarantined_by_reason": dict(sorted(by_reason.items())),
         "duplicates_in_input": len(valid_ids) - len(set(valid_ids)),
-        "bronze_inserted": bronze_inserted,
-        "bronze_already_present": len(checked) - bronze_inserted,
-        "quarantine_inserted": quarantine_inserted,
-        "silver": silver,
+        "bronze_inserted": landed.bronze_inserted,
+        "bronze_already_present": len(checked) - landed.bronze_inserted,
+        "quarantine_inserted": landed.quarantine_inserted,
+        "silver": {outcome: sum(n for (_, o), n in outcomes.items() if o == outcome)
+                   for outcome in ("inserted", "updated", "unchanged")},
         "per_symbol": {symbol: {name: counts[name] for name in ("bars", "valid", "quarantined", "inserted",
                                                                   "updated", "unchanged")}
                        for symbol, counts in per_symbol.items()},
         "tables": paths,
-        "elapsed_seconds": round(time.monotonic() - started, 1),
     }
-    _log("backfill_finished", **{k: v for k, v in report.items() if k not in ("per_symbol", "tables")})
-    return report
 
 
 def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:

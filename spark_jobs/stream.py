@@ -172,16 +172,6 @@ def check_data_loss(settings: Settings, entities: list[Entity]) -> list[Gap]:
     return find_gaps(settings, s3_client(settings), AdminClient(client_config(settings)), entities)
 
 
-def check_metrics_settings(settings: Settings) -> None:
-    stream = settings.stream
-    if not 0 <= stream.metrics_port <= 65535:
-        raise ConfigError(f"stream.metrics_port: must be 0 (off) to 65535, got {stream.metrics_port}")
-    if stream.metrics_flush_seconds <= 0:
-        raise ConfigError(f"stream.metrics_flush_seconds: must be greater than 0, got {stream.metrics_flush_seconds}")
-    if not stream.metrics_table.strip("/"):
-        raise ConfigError("stream.metrics_table: must name a lake path, e.g. _metrics/stream_progress")
-
-
 def flush_after_stop(spark: SparkSession, listener: ProgressLogger, metrics_table: MetricsTable,
                      queries: list) -> None:
     """The final metrics flush, once the stopped queries' last progress events have reached the listener."""
@@ -198,7 +188,6 @@ def check_start(settings: Settings, args: argparse.Namespace) -> int:
     checkpoints against what Kafka still holds (gaps accepted with --accept-data-loss are logged). The exit
     code: non-zero means stop."""
     try:
-        check_metrics_settings(settings)
         preflight(settings, object_store=True, kafka_topics=[e.topic_setting for e in args.entities])
     except ConfigError as exc:
         print(f"stream: configuration error: {exc}", file=sys.stderr)

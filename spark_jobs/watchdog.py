@@ -133,58 +133,15 @@ def read_heartbeats(settings: Settings, timeout: float = KAFKA_TIMEOUT_SECONDS) 
     """{sender: its newest heartbeat, or why that record could not be read} from the heartbeat topic, read from
     the start to the end offsets it has now. Tombstones (null values) remove their key; records without a key are
     not heartbeats and are skipped."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import Consumer
 
     topic = settings.kafka.heartbeats_topic
     # assign(), never subscribe(): no group is joined and nothing is committed (group.id is only librdkafka's due).
     consumer = Consumer(client_config(settings, **{"group.id": "stocklake-watchdog", "enable.auto.commit": False,
                                                    "enable.auto.offset.store": False}))
-    newest: dict[str, tuple[int, int, bytes]] = {}  # key -> (partition, offset, value)
     try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        except KafkaException as exc:
-            raise CheckFailed(f"Kafka unreachable: {exc}") from None
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            raise CheckFailed(f"heartbeat topic {topic} does not exist (kafka.heartbeats_topic)")
-        ends, start = {}, []
-        for partition in sorted(metadata.partitions):
-            try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            except KafkaException as exc:
-                raise CheckFailed(f"cannot list the offsets of {topic}: {exc}") from None
-            if high > low:
-                ends[partition] = high
-                start.append(TopicPartition(topic, partition, low))
-        if not ends:
-            return {}
-        consumer.assign(start)
-        deadline = time.monotonic() + timeout
-        next_offset = {tp.partition: tp.offset for tp in start}
-        while ends:
-            if time.monotonic() > deadline:
-                raise CheckFailed(f"timed out reading {topic} (partitions {sorted(ends)} not read to their end)")
-            # consume() returns early only with all it asked for: ask for what is left (compaction's gaps aside).
-            left = sum(end - next_offset[p] for p, end in ends.items())
-            messages = consumer.consume(num_messages=max(1, min(1000, left)), timeout=1)
-            for message in messages:
-                if message.error() is not None:
-                    raise CheckFailed(f"cannot read {topic}: {message.error().str()}")
-                key = message.key()
-                if key is not None:
-                    key_text = key.decode("utf-8", errors="replace")
-                    if message.value() is None:
-                        newest.pop(key_text, None)
-                    else:
-                        newest[key_text] = (message.partition(), message.offset(), message.value())
-                next_offset[message.partition()] = message.offset() + 1
-                if message.offset() + 1 >= ends.get(message.partition(), 0):
-                    ends.pop(message.partition(), None)
-            if not messages and ends:
-                # A compacted partition may end in offsets no record holds any more: where the reader is counts.
-                for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
-                    if tp.offset >= ends[tp.partition]:
-                        ends.pop(tp.partition, None)
+        ends, start = _heartbeat_offsets(consumer, topic, timeout)
+        newest = _read_to_ends(consumer, topic, ends, start, timeout) if ends else {}
     finally:
         consumer.close()
     result: dict[str, Heartbeat | str] = {}
@@ -194,6 +151,64 @@ def read_heartbeats(settings: Settings, timeout: float = KAFKA_TIMEOUT_SECONDS) 
         except ValueError as exc:
             result[key] = f"partition {partition} offset {offset}: {exc}"
     return result
+
+
+def _heartbeat_offsets(consumer, topic: str, timeout: float) -> tuple[dict[int, int], list]:
+    """({partition: end offset}, [TopicPartition at its start]) of the topic's partitions that hold records."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    except KafkaException as exc:
+        raise CheckFailed(f"Kafka unreachable: {exc}") from None
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise CheckFailed(f"heartbeat topic {topic} does not exist (kafka.heartbeats_topic)")
+    ends, start = {}, []
+    for partition in sorted(metadata.partitions):
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        except KafkaException as exc:
+            raise CheckFailed(f"cannot list the offsets of {topic}: {exc}") from None
+        if high > low:
+            ends[partition] = high
+            start.append(TopicPartition(topic, partition, low))
+    return ends, start
+
+
+def _read_to_ends(consumer, topic: str, ends: dict[int, int], start: list,
+                  timeout: float) -> dict[str, tuple[int, int, bytes]]:
+    """{key: (partition, offset, value)} of each key's newest record up to the end offsets (tombstones remove it)."""
+    from confluent_kafka import TopicPartition
+
+    newest: dict[str, tuple[int, int, bytes]] = {}
+    consumer.assign(start)
+    deadline = time.monotonic() + timeout
+    next_offset = {tp.partition: tp.offset for tp in start}
+    while ends:
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"timed out reading {topic} (partitions {sorted(ends)} not read to their end)")
+        # consume() returns early only with all it asked for: ask for what is left (compaction's gaps aside).
+        left = sum(end - next_offset[p] for p, end in ends.items())
+        messages = consumer.consume(num_messages=max(1, min(1000, left)), timeout=1)
+        for message in messages:
+            if message.error() is not None:
+                raise CheckFailed(f"cannot read {topic}: {message.error().str()}")
+            key = message.key()
+            if key is not None:
+                key_text = key.decode("utf-8", errors="replace")
+                if message.value() is None:
+                    newest.pop(key_text, None)
+                else:
+                    newest[key_text] = (message.partition(), message.offset(), message.value())
+            next_offset[message.partition()] = message.offset() + 1
+            if message.offset() + 1 >= ends.get(message.partition(), 0):
+                ends.pop(message.partition(), None)
+        if not messages and ends:
+            # A compacted partition may end in offsets no record holds any more: where the reader is counts.
+            for tp in consumer.position([TopicPartition(topic, p) for p in ends]):
+                if tp.offset >= ends[tp.partition]:
+                    ends.pop(tp.partition, None)
+    return newest
 
 
 def check_heartbeats(settings: Settings, now: datetime) -> list[Verdict]:

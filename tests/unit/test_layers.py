@@ -71,6 +71,48 @@ def test_conf_imports_nothing_above_it():
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
+def test_the_airflow_plugin_has_no_import_circle():
+    """stocklake_airflow's modules import each other one way (environment at the bottom), so none needs a
+    function-level import to dodge a circle."""
+    package = REPO / "airflow" / "plugins" / "stocklake_airflow"
+    graph = {path.stem: {name.split(".")[1] for name in imported_modules(ast.parse(path.read_text()))
+                         if name.startswith("stocklake_airflow.") and name.count(".") == 1}
+             for path in package.glob("*.py") if path.stem != "__init__"}
+    order = []
+    while graph:
+        ready = sorted(name for name, deps in graph.items() if not deps - set(order))
+        assert ready, f"an import circle among {sorted(graph)}: {graph}"
+        order += ready
+        graph = {name: deps for name, deps in graph.items() if name not in ready}
+    assert order[0] in ("assets", "environment") and order.index("environment") < order.index("alerts") \
+        < order.index("jobs")
+
+
+MAX_FUNCTION_LINES = 60
+# Still too long, each to be split in a change of its own: bench/run.py's main is proven only by a whole
+# `make bench` run (issue 24).
+LONG_FUNCTIONS_LEFT = {"bench/run.py:main"}
+
+
+def function_lengths(path: Path) -> dict[str, int]:
+    """{name: lines of its body after the docstring} of every function and method in the file."""
+    lengths = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0]
+            docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                and isinstance(first.value.value, str)
+            start = first.end_lineno if docstring else node.lineno
+            lengths[node.name] = max(lengths.get(node.name, 0), node.end_lineno - start)
+    return lengths
+
+
+def test_no_function_a_reader_cannot_hold_in_their_head():
+    too_long = {f"{path.relative_to(REPO)}:{name}": lines for path in product_files()
+                for name, lines in function_lengths(path).items() if lines > MAX_FUNCTION_LINES}
+    assert set(too_long) == LONG_FUNCTIONS_LEFT, too_long
+
+
 def test_the_project_is_installed_in_its_environment(tmp_path):
     assert metadata.distribution("stocklake").version == "0.1.0"
     # From elsewhere, without PYTHONPATH: the installed project, the checkout's files.

@@ -3,7 +3,7 @@
 
     python3 scripts/fetch_compose_schema.py
 
-tests/unit/test_compose.py validates docker/compose.yaml against it. The schema is compose-spec's
+tests/unit/docker/test_compose.py validates docker/compose.yaml against it. The schema is compose-spec's
 schema/compose-spec.json (draft-07, with `models`, `provider`, `use_api_socket`, `develop`, ...), as shipped in the
 npm package dclint 3.1.0 (package/schemas/compose.schema.json): the most current copy of it on a package registry
 these machines reach (GitHub, the schema's home, is not). PyPI's docker-compose 1.29.2 ships a 2021 version.

@@ -116,14 +116,15 @@ def pytest_collection_modifyitems(items) -> None:
 
 @pytest.fixture(scope="session")
 def spark():
-    """A local SparkSession with Delta and S3A on the local MinIO, as the jobs build it."""
+    """A local SparkSession with Delta and S3A on the local MinIO, as the jobs build it; the S3A keys only when AWS_*
+    are set (integration tests), so the unit tests' pure transforms and local tables need no credentials."""
     from spark_jobs.lib.session import build_spark
 
     session = build_spark("stocklake-tests", load_settings(), {
         "spark.master": "local[2]",
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "2",
-    })
+    }, require_credentials=False)
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

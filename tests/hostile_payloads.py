@@ -1,6 +1,6 @@
 """Hypothesis strategies for hostile trade payloads: raw Kafka record values, each tagged with its expected fate.
 
-Used by tests/unit/test_hostile_payloads_producer.py (the producer's validation and DLQ routing) and
+Used by tests/unit/producer/test_hostile_payloads.py (the producer's validation and DLQ routing) and
 tests/integration/test_hostile_payloads_stream.py (straight into Kafka, past the producer, to the stream's
 quarantine). Every payload is a `Hostile`:
 

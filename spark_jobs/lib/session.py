@@ -15,11 +15,15 @@ from conf.settings import ConfigError, Settings
 STATE_STORE = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 
 
-def spark_conf(settings: Settings) -> dict[str, str]:
+def spark_conf(settings: Settings, require_credentials: bool = True) -> dict[str, str]:
+    """The session's configuration. Without require_credentials, a session that never touches the lake (the unit
+    tests' pure transforms and local Delta tables) gets S3A without keys when AWS_* are unset."""
     access_key, secret_key = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if not access_key or not secret_key:
+    if require_credentials and (not access_key or not secret_key):
         raise ConfigError("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set in the environment "
                           "(for the local stack: `set -a; . .lake/credentials.env; set +a`)")
+    credentials = {"spark.hadoop.fs.s3a.access.key": access_key, "spark.hadoop.fs.s3a.secret.key": secret_key} \
+        if access_key and secret_key else {}
     lake = settings.lake
     return {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -35,8 +39,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.path.style.access": str(lake.path_style_access).lower(),
         "spark.hadoop.fs.s3a.connection.ssl.enabled": str(lake.s3_endpoint.startswith("https")).lower(),
         "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
-        "spark.hadoop.fs.s3a.access.key": access_key,
-        "spark.hadoop.fs.s3a.secret.key": secret_key,
+        **credentials,
         # Fail fast when the object store is down instead of retrying for many minutes.
         "spark.hadoop.fs.s3a.attempts.maximum": "5",
         "spark.hadoop.fs.s3a.retry.limit": "5",
@@ -44,9 +47,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     }
 
 
-def build_spark(app_name: str, settings: Settings, extra_conf: dict[str, str] | None = None) -> SparkSession:
+def build_spark(app_name: str, settings: Settings, extra_conf: dict[str, str] | None = None,
+                require_credentials: bool = True) -> SparkSession:
     builder = SparkSession.builder.appName(app_name)
-    for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
+    for key, value in {**spark_conf(settings, require_credentials), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     jvm = spark.sparkContext._jvm

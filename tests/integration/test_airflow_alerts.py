@@ -16,8 +16,8 @@ import pytest
 from tests.integration.airflow_harness import TEST_PORT, airflow, airflow_env, airflow_python
 from tests.integration.airflow_harness import airflow_home  # noqa: F401 (the session fixture)
 from tests.standins.slack_webhook_server import SlackWebhookStandIn
-from tests.unit.test_dashboard_queries import write_gold
-from tests.unit.test_gold_summary import CANDLE_MODELS, GOLD, TEXT as GOLD_TEXT
+from tests.unit.dashboard.test_queries import write_gold
+from tests.unit.dashboard.test_gold_summary import CANDLE_MODELS, GOLD, TEXT as GOLD_TEXT
 
 pytestmark = pytest.mark.integration
 

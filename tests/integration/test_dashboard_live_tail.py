@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import live_tail
 from spark_jobs.lib.delta import credentialed_storage_options, delta_rs_uri
-from tests.unit.test_dashboard_queries import GOLD, MODELS, write_gold
+from tests.unit.dashboard.test_queries import GOLD, MODELS, write_gold
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from producer.cli import main
 from tests.standins.finnhub_ws_server import FinnhubWsStandIn, Session, trade_item
 from tests.standins.memory_publisher import MemoryPublisher
 
-SAMPLE = Path(__file__).resolve().parents[2] / "producer" / "samples" / "finnhub-ws-sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[3] / "producer" / "samples" / "finnhub-ws-sample.jsonl"
 API_KEY = "cli-test-key-5f2a9e"  # pragma: allowlist secret
 
 

@@ -9,9 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import queries, views
-from tests.unit.test_dashboard_queries import GOLD, write_gold, write_lock_held_by_another_process
+from tests.unit.dashboard.test_queries import GOLD, write_gold, write_lock_held_by_another_process
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[3] / "dashboard" / "app.py")
 KPI_LABELS = ["Last price", "Change", "% change", "Volume"]
 
 

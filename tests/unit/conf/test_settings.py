@@ -88,7 +88,7 @@ def test_intervals_and_schemas():
 def run_settings_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STOCKLAKE_")}
     return subprocess.run([sys.executable, "-m", "conf.settings", *args], env={**clean, **env}, capture_output=True,
-                          text=True, cwd=Path(__file__).resolve().parents[2], timeout=60)
+                          text=True, cwd=Path(__file__).resolve().parents[3], timeout=60)
 
 
 def test_settings_cli_prints_one_effective_setting_for_scripts_and_airflow_tasks():

@@ -17,9 +17,9 @@ from streamlit.testing.v1 import AppTest
 from conf.settings import load_settings
 from dashboard import health
 from tests.standins.http_server import ThreadedHttpStandIn
-from tests.unit.test_dashboard_app import app_env  # noqa: F401 (the fixture)
+from tests.unit.dashboard.test_app import app_env  # noqa: F401 (the fixture)
 
-PAGE = str(Path(__file__).resolve().parents[2] / "dashboard" / "health_page.py")
+PAGE = str(Path(__file__).resolve().parents[3] / "dashboard" / "health_page.py")
 NOW = datetime(2026, 12, 5, 15, 0, tzinfo=timezone.utc)
 
 

@@ -23,7 +23,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from spark_jobs.silver_changes import index_changes
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROJECT = ROOT / "dbt_project"
 DBT = str(Path(sys.executable).with_name("dbt"))
 

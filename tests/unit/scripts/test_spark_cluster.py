@@ -13,7 +13,7 @@ import pytest
 from conf.settings import ConfigError
 from scripts import spark_cluster as sc
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SERVICES = {"spark_master_port": 17077, "spark_master_webui_port": 18080, "spark_worker_webui_port": 18081,
             "spark_worker_cores": 2, "spark_worker_memory": "3g"}
 MASTER_STATE = {

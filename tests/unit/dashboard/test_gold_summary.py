@@ -15,10 +15,10 @@ import pytest
 from dashboard import gold_summary
 from dashboard.gold_summary import CandleTable, GoldSummary, duration_text, notice_text
 from dashboard.queries import DuckDBWarehouse
-from tests.unit.test_dashboard_queries import (SNOWFLAKE_ENV, create_gold, write_gold,
+from tests.unit.dashboard.test_queries import (SNOWFLAKE_ENV, create_gold, write_gold,
                                                write_lock_held_by_another_process)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CANDLE_MODELS = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d")
 NOW = datetime(2026, 11, 20, 21, 3, tzinfo=timezone.utc)
 

@@ -20,7 +20,7 @@ import yaml
 from conf.settings import load_settings
 from dashboard import queries
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MARTS = REPO / "dbt_project" / "models" / "marts"
 MODELS = ("fct_symbol_kpi", "fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_moving_averages",
           "fct_volatility", "fct_top_movers", "fct_treemap", "dim_symbol")

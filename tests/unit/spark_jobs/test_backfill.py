@@ -28,7 +28,7 @@ from conf.contracts.spark import struct_type
 from spark_jobs.lib.transforms import BARS, BATCH_ENTITIES, ENTITIES, quarantine_rows, silver_rows
 from tests.standins.finnhub_rest_server import Candle, FinnhubRestStandIn, candle_body
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "producer" / "samples" / "daily-bars-sample.csv"
 SCHEMA = load_schema("bar.v1")
 KEY = "sk-candles-SECRET-81d2"

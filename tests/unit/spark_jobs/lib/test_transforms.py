@@ -107,7 +107,7 @@ VIOLATION_CASES = [
     (b"[1, 2]", ["malformed_json"]),
     (b"\xff\xfe{}", ["malformed_json"]),
     (b'{"price": NaN}', ["malformed_json"]),
-    # The producer's answers (tests/unit/test_producer_events.py): an integer written with a fraction or an exponent
+    # The producer's answers (tests/unit/conf/contracts/test_events.py): an integer written with a fraction or an exponent
     # is an integer when its value (as a double) is integral; a number literal beyond a double is malformed_json
     # wherever it is, an integer literal of any length is an integer out of range.
     (literal("trade_ts", "1.7676054E12"), []),

@@ -24,7 +24,7 @@ from tests.standins.memory_publisher import MemoryPublisher
 
 TOPIC = "market.heartbeats.v1"
 T0 = datetime(2026, 1, 5, 15, 0, 0, tzinfo=timezone.utc)
-SAMPLE = Path(__file__).resolve().parents[2] / "producer" / "samples" / "finnhub-ws-sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[3] / "producer" / "samples" / "finnhub-ws-sample.jsonl"
 
 
 class FakeKafkaProducer:
@@ -139,7 +139,7 @@ def test_heartbeat_settings_out_of_range_are_configuration_errors():
 def test_the_heartbeat_topic_is_compacted_with_one_partition():
     """docker/create_topics.py (compose's topic-init): compaction keeps each sender's newest heartbeat whatever its
     age; the data topics keep their settings."""
-    spec = importlib.util.spec_from_file_location("create_topics", Path(__file__).resolve().parents[2] / "docker"
+    spec = importlib.util.spec_from_file_location("create_topics", Path(__file__).resolve().parents[3] / "docker"
                                                   / "create_topics.py")
     create_topics = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(create_topics)

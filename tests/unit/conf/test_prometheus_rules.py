@@ -22,7 +22,7 @@ import yaml
 from conf.settings import ConfigError, load_settings
 from scripts.services import Prometheus, scrape_targets
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PROMETHEUS = REPO / "conf" / "prometheus"
 CONFIG = PROMETHEUS / "prometheus.yml"
 RULES = PROMETHEUS / "rules" / "stocklake.rules.yml"

@@ -1,22 +1,17 @@
-{#- OHLCV candles of `relation` (rows of int_trades__bucketed) per symbol and `bucket_columns`.
-    open/close are the first/last trade by exchange timestamp, ties broken by event_id (deterministic, and
-    independent of arrival order: Kafka offsets and ingest times play no part). -#}
-{% macro ohlcv_candles(relation, bucket_columns, where=none) %}
-    {%- set partition_by = (['symbol'] + bucket_columns) | join(', ') -%}
-    ranked as (
-        select
-            *,
-            row_number() over (partition by {{ partition_by }} order by trade_ts asc, event_id asc) as rank_first,
-            row_number() over (partition by {{ partition_by }} order by trade_ts desc, event_id desc) as rank_last
-        from {{ relation }}
-        {%- if where %}
-        where {{ where }}
-        {%- endif %}
-    ),
+{#- A trade's rank within its candle (symbol and `bucket_columns`), from the first (`order` asc) or the last (desc)
+    trade by exchange timestamp, ties broken by event_id: deterministic, and independent of arrival order (Kafka
+    offsets and ingest times play no part). -#}
+{% macro trade_rank_in_candle(bucket_columns, order) -%}
+    row_number() over (
+        partition by {{ (['symbol'] + bucket_columns) | join(', ') }}
+        order by trade_ts {{ order }}, event_id {{ order }}
+    )
+{%- endmacro %}
 
-    candles as (
-        select
-            {{ partition_by }},
+
+{#- A candle's measures, aggregated over its trades ranked by trade_rank_in_candle (rank_first, rank_last), in the
+    order every candle table lists them (candle_measures). -#}
+{% macro ohlcv_aggregates() -%}
             max(case when rank_first = 1 then price end) as open,
             max(price) as high,
             min(price) as low,
@@ -28,13 +23,10 @@
             count(*) as trade_count,
             min(trade_time_utc) as first_trade_time_utc,
             max(trade_time_utc) as last_trade_time_utc
-        from ranked
-        group by {{ partition_by }}
-    )
-{% endmacro %}
+{%- endmacro %}
 
 
-{#- The measures of a candle, as ohlcv_candles computes them, in the order every candle table lists them. -#}
+{#- The measures of a candle, as ohlcv_aggregates computes them, in the order every candle table lists them. -#}
 {% macro candle_measures() -%}
         open,
         high,
@@ -61,40 +53,6 @@
         select cast(-1 as {{ dbt.type_bigint() }}) as silver_version
     {%- endif -%}
 {%- endmacro %}
-
-
-{#- Three CTEs of an incremental candle model: `built` (the version its table was built through), `changed` (the
-    (symbol, bucket) keys of the index rows above it; a null symbol means everything) and `rebuilt_trades` (the
-    trades of `trades_relation` in those buckets, whole; every trade on a full build). -#}
-{% macro changed_bucket_trades(trades_relation, changes_relation, bucket_column) %}
-    built as (
-
-        {{ built_through_version() }}
-
-    ),
-
-    changed as (
-
-        select distinct symbol, {{ bucket_column }} as bucket
-        from {{ changes_relation }}
-        where silver_version > (select silver_version from built)
-
-    ),
-
-    rebuilt_trades as (
-
-        select {{ trades_relation }}.*
-        from {{ trades_relation }}
-        {% if is_incremental() -%}
-        left join changed
-            on changed.symbol = {{ trades_relation }}.symbol
-            and changed.bucket = {{ trades_relation }}.{{ bucket_column }}
-        where changed.symbol is not null
-            or exists (select 1 from changed where changed.symbol is null)
-        {%- endif %}
-
-    )
-{% endmacro %}
 
 
 {#- The version a build is current with, stamped on every row it writes: the newest index row (-1 when the index is

@@ -28,9 +28,56 @@ changes as (
 
 ),
 
-{{ changed_bucket_trades('trades', 'changes', 'hour_start_utc') }},
+-- The version the table was built through (-1 on a full build: everything).
+built as (
 
-{{ ohlcv_candles('rebuilt_trades', ['hour_start_utc', 'trading_date', 'session']) }},
+    {{ built_through_version() }}
+
+),
+
+-- The buckets whose trades Silver added or removed since then; a null symbol means everything.
+changed as (
+
+    select distinct symbol, hour_start_utc as bucket
+    from changes
+    where silver_version > (select silver_version from built)
+
+),
+
+-- Their trades, whole (every trade on a full build).
+rebuilt_trades as (
+
+    select trades.*
+    from trades
+    {% if is_incremental() -%}
+    left join changed
+        on changed.symbol = trades.symbol
+        and changed.bucket = trades.hour_start_utc
+    where changed.symbol is not null
+        or exists (select 1 from changed where changed.symbol is null)
+    {%- endif %}
+
+),
+
+ranked as (
+
+    select
+        *,
+        {{ trade_rank_in_candle(['hour_start_utc', 'trading_date', 'session'], 'asc') }} as rank_first,
+        {{ trade_rank_in_candle(['hour_start_utc', 'trading_date', 'session'], 'desc') }} as rank_last
+    from rebuilt_trades
+
+),
+
+candles as (
+
+    select
+        symbol, hour_start_utc, trading_date, session,
+        {{ ohlcv_aggregates() }}
+    from ranked
+    group by symbol, hour_start_utc, trading_date, session
+
+),
 
 final as (
 

@@ -28,9 +28,56 @@ changes as (
 
 ),
 
-{{ changed_bucket_trades('trades', 'changes', 'trading_date') }},
+-- The version the table was built through (-1 on a full build: everything).
+built as (
 
-{{ ohlcv_candles('rebuilt_trades', ['trading_date', 'market_calendar', 'session']) }},
+    {{ built_through_version() }}
+
+),
+
+-- The buckets whose trades Silver added or removed since then; a null symbol means everything.
+changed as (
+
+    select distinct symbol, trading_date as bucket
+    from changes
+    where silver_version > (select silver_version from built)
+
+),
+
+-- Their trades, whole (every trade on a full build).
+rebuilt_trades as (
+
+    select trades.*
+    from trades
+    {% if is_incremental() -%}
+    left join changed
+        on changed.symbol = trades.symbol
+        and changed.bucket = trades.trading_date
+    where changed.symbol is not null
+        or exists (select 1 from changed where changed.symbol is null)
+    {%- endif %}
+
+),
+
+ranked as (
+
+    select
+        *,
+        {{ trade_rank_in_candle(['trading_date', 'market_calendar', 'session'], 'asc') }} as rank_first,
+        {{ trade_rank_in_candle(['trading_date', 'market_calendar', 'session'], 'desc') }} as rank_last
+    from rebuilt_trades
+
+),
+
+candles as (
+
+    select
+        symbol, trading_date, market_calendar, session,
+        {{ ohlcv_aggregates() }}
+    from ranked
+    group by symbol, trading_date, market_calendar, session
+
+),
 
 final as (
 

@@ -116,11 +116,12 @@ spark-cluster-down: ## stop the Spark standalone master and worker
 demo: services-up ## run the whole flow for about a minute and print what landed where
 	$(PYTHON) scripts/demo.py
 
-# Gold: dbt on the local target (DuckDB file in .lake/warehouse, Silver read from MinIO; start the services first).
+# Gold: dbt on the local target (the DuckDB file warehouse.duckdb_path names, unless DBT_DUCKDB_PATH is set; Silver
+# read from MinIO; start the services first).
 # dbt runs offline: no anonymous usage stats, no version check; target/ and logs/ stay in dbt_project/.
 gold: export DBT_PROFILES_DIR := $(CURDIR)/dbt_project
 gold: export DBT_SEND_ANONYMOUS_USAGE_STATS := false
-gold: export DBT_DUCKDB_PATH ?= $(RUNTIME)/warehouse/gold.duckdb
+gold: export DBT_DUCKDB_PATH ?= $(shell $(PYTHON) -m conf.settings warehouse.duckdb_path)
 gold: services-up ## build Gold from what changed in Silver (change index, then dbt build on DuckDB in .lake/warehouse)
 	@mkdir -p "$$(dirname "$$DBT_DUCKDB_PATH")"
 	$(PYTHON) -m spark_jobs.silver_changes
@@ -128,7 +129,7 @@ gold: services-up ## build Gold from what changed in Silver (change index, then 
 
 # The live dashboard (dashboard/app.py) over Gold: the DuckDB file `make demo` / `make gold` build (or Snowflake when
 # warehouse.target is snowflake). Gold is a file, so the services need not be up. Port: dashboard.port. Ctrl-C stops it.
-dashboard: export DBT_DUCKDB_PATH ?= $(RUNTIME)/warehouse/gold.duckdb
+dashboard: export DBT_DUCKDB_PATH ?= $(shell $(PYTHON) -m conf.settings warehouse.duckdb_path)
 dashboard: export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 dashboard: setup ## serve the live dashboard on http://127.0.0.1:$STOCKLAKE_DASHBOARD_PORT (default 8501)
 	@port="$$($(PYTHON) -m conf.settings dashboard.port)" && echo "dashboard: http://127.0.0.1:$$port" && \

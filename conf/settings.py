@@ -23,6 +23,8 @@ OVERRIDE_FILE_ENV = "STOCKLAKE_CONFIG"
 # and (for Airflow tasks, scripts/airflow_env.py) the checkout and the job environment's Python.
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+# The variable dbt_project/profiles.yml reads the local Gold's DuckDB file from (Settings.duckdb_path).
+DUCKDB_PATH_ENV = "DBT_DUCKDB_PATH"
 NON_SETTING_ENV = {"STOCKLAKE_CONFIG", "STOCKLAKE_CACHE", "STOCKLAKE_HOME", "STOCKLAKE_REPO", "STOCKLAKE_JOB_PYTHON"}
 INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(milliseconds?|ms|seconds?|s|minutes?|min|hours?|h)\s*$", re.I)
 INTERVAL_SECONDS = {"ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "s": 1, "second": 1, "seconds": 1,
@@ -75,6 +77,11 @@ class Settings:
     def lake_uri(self, table: str) -> str:
         """s3a:// URI of a lake path such as 'bronze/trades' or '_checkpoints/silver_trades'."""
         return f"s3a://{self.lake.bucket}/{table.strip('/')}"
+
+    def duckdb_path(self, environ: Mapping[str, str] | None = None) -> str:
+        """The local Gold's DuckDB file: DBT_DUCKDB_PATH (dbt's variable) when set, else warehouse.duckdb_path."""
+        env = os.environ if environ is None else environ
+        return env.get(DUCKDB_PATH_ENV) or self.warehouse.duckdb_path
 
 
 def _type_name(value: Any) -> str:
@@ -276,6 +283,8 @@ def _check_maintenance(merged: dict[str, dict[str, Any]]) -> None:
 def _check_warehouse_and_dashboard(merged: dict[str, dict[str, Any]]) -> None:
     if merged["warehouse"]["target"] not in ("local", "snowflake"):
         raise ConfigError(f"warehouse.target: must be local or snowflake, got {merged['warehouse']['target']!r}")
+    if not merged["warehouse"]["duckdb_path"].strip():
+        raise ConfigError("warehouse.duckdb_path: must name the local Gold's DuckDB file")
     dashboard = merged["dashboard"]
     if not 1 <= dashboard["port"] <= 65535:
         raise ConfigError(f"dashboard.port: must be within 1..65535, got {dashboard['port']}")

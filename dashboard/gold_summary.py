@@ -4,7 +4,7 @@ them, and how old the newest trade is. Printed as one JSON line whose `text` is 
     python -m dashboard.gold_summary [--now 2026-11-20T21:03:00Z]
 
 Gold is read where warehouse.target says, through dashboard.queries.open_warehouse: the DuckDB file DBT_DUCKDB_PATH
-(default .lake/warehouse/gold.duckdb) or Snowflake. `now` (default: the clock) is what the age is measured against.
+(else warehouse.duckdb_path) or Snowflake. `now` (default: the clock) is what the age is measured against.
 Exit 0 with the JSON line on stdout; 1 with one line on stderr when Gold cannot be read (missing, or locked by a
 running `dbt build`); 2 for a bad argument or configuration.
 

@@ -26,9 +26,6 @@ from conf.identifiers import sql_identifier
 from conf.identifiers import symbol as ticker
 from conf.settings import Settings
 
-# The same variable and default as dbt_project/profiles.yml and `make gold` (relative paths: the working directory).
-DUCKDB_PATH_ENV = "DBT_DUCKDB_PATH"
-DEFAULT_DUCKDB_PATH = ".lake/warehouse/gold.duckdb"
 # The Gold schema on Snowflake, looked up as profiles.yml does.
 SNOWFLAKE_SCHEMA_ENVS = ("SNOWFLAKE_SCHEMA", "SNOWFLAKE_GOLD_SCHEMA")
 SNOWFLAKE_DEFAULT_SCHEMA = "GOLD"
@@ -175,7 +172,7 @@ def open_warehouse(settings: Settings, environ: Mapping[str, str] | None = None)
     env = os.environ if environ is None else environ
     if settings.warehouse.target == "snowflake":
         return SnowflakeWarehouse(env)
-    return DuckDBWarehouse(env.get(DUCKDB_PATH_ENV) or DEFAULT_DUCKDB_PATH)
+    return DuckDBWarehouse(settings.duckdb_path(env))
 
 
 def first_line(exc: Exception) -> str:

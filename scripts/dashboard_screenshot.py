@@ -1,6 +1,6 @@
 """Serve the dashboard and drive headless Chromium against it: the README screenshot, and the browser test's harness.
 
-    python scripts/dashboard_screenshot.py docs/images/dashboard.png   # Gold from DBT_DUCKDB_PATH (or the default)
+    python scripts/dashboard_screenshot.py docs/images/dashboard.png   # Gold from DBT_DUCKDB_PATH (or warehouse.duckdb_path)
 
 Chromium and chromedriver are Debian's (/usr/bin/chromium, /usr/bin/chromedriver), driven by Selenium.
 """
@@ -49,7 +49,7 @@ def _healthy(url: str) -> bool:
 def serve(env: Mapping[str, str], log_path: Path, port: int | None = None, timeout: float = 120,
           cwd: Path = REPO) -> Iterator[str]:
     """`streamlit run dashboard/app.py` on 127.0.0.1 in its own process group; yields its URL once healthy.
-    A relative DBT_DUCKDB_PATH (or the default, .lake/warehouse/gold.duckdb) resolves against `cwd`."""
+    A relative DBT_DUCKDB_PATH (or warehouse.duckdb_path) resolves against `cwd`."""
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",

@@ -210,7 +210,7 @@ def main(argv: list[str]) -> int:
         stop_stream(stream)
     report = read_report(logs / "demo-report.json")
     balanced = print_summary(produced, report, settings, time.monotonic() - started)
-    warehouse = RUNTIME / "warehouse" / "gold.duckdb"
+    warehouse = REPO / settings.duckdb_path()
     if not build_gold(warehouse):
         return 1
     print_kpis(warehouse)

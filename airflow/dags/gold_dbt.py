@@ -31,7 +31,7 @@ from stocklake_airflow.warehouse import grant_bi_select, refresh_warehouse_silve
     doc_md="""
 ### Gold (dbt)
 `dbt build` of the dbt project (models, seeds, data tests, unit tests) on the target named by `warehouse.target`:
-`local` builds DuckDB (`DBT_DUCKDB_PATH`, default `.lake/warehouse/gold.duckdb`) reading Silver from the lake;
+`local` builds DuckDB (`DBT_DUCKDB_PATH`, else the setting `warehouse.duckdb_path`) reading Silver from the lake;
 `snowflake` builds the Gold schema in Snowflake from the external tables. First `index_silver_changes`
 (`python -m spark_jobs.silver_changes`) records which (symbol, minute) buckets Silver's commits changed since its
 last run (Delta's change data feed), and on Snowflake `refresh_warehouse_silver` refreshes the external tables

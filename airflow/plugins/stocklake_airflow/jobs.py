@@ -80,6 +80,8 @@ def dbt_build(task_id: str, *, timeout: timedelta, **kwargs) -> BashOperator:
     after a failure."""
     return job_command(
         task_id,
-        "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; mkdir -p .lake/warehouse; "
+        "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; "
+        f"export DBT_DUCKDB_PATH=\"${{DBT_DUCKDB_PATH:-{setting_in_shell('warehouse.duckdb_path')}}}\"; "
+        'mkdir -p "$(dirname "$DBT_DUCKDB_PATH")"; '
         f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting_in_shell('warehouse.target')}",
         timeout=timeout, trigger_rule="none_failed", **kwargs)

@@ -61,6 +61,9 @@ def test_override_file_then_environment(tmp_path):
     ({"STOCKLAKE_MAINTENANCE_BRONZE_RETENTION_DAYS": "0"}, "maintenance.bronze_retention_days: must be greater than 0"),
     ({"STOCKLAKE_MAINTENANCE_COMPACTION_MIN_FILES": "1"}, "maintenance.compaction_min_files: must be >= 2, got 1"),
     ({"STOCKLAKE_WAREHOUSE_TARGET": "bigquery"}, "warehouse.target: must be local or snowflake, got 'bigquery'"),
+    ({"STOCKLAKE_WAREHOUSE_DUCKDB_PATH": " "}, "warehouse.duckdb_path: must name the local Gold's DuckDB file"),
+    ({"STOCKLAKE_STREAM_METRICS_PORT": "70000"}, "stream.metrics_port: must be 0 (off) to 65535, got 70000"),
+    ({"STOCKLAKE_STREAM_METRICS_TABLE": "/"}, "stream.metrics_table: must name a lake path"),
     ({"STOCKLAKE_WATCHDOG_MAX_CONSUMER_LAG": "0"}, "watchdog.max_consumer_lag: must be greater than 0, got 0"),
 ])
 def test_bad_settings_fail_with_one_line_naming_the_setting(env, message):
@@ -89,6 +92,15 @@ def run_settings_cli(env: dict[str, str], *args: str) -> subprocess.CompletedPro
     clean = {k: v for k, v in os.environ.items() if not k.startswith("STOCKLAKE_")}
     return subprocess.run([sys.executable, "-m", "conf.settings", *args], env={**clean, **env}, capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[3], timeout=60)
+
+
+def test_the_local_gold_file_is_one_setting_that_dbts_variable_overrides():
+    settings = load_settings({})
+    assert settings.duckdb_path({}) == ".lake/warehouse/gold.duckdb"
+    assert load_settings({"STOCKLAKE_WAREHOUSE_DUCKDB_PATH": "/w/g.duckdb"}).duckdb_path({}) == "/w/g.duckdb"
+    assert settings.duckdb_path({"DBT_DUCKDB_PATH": "/data/other.duckdb"}) == "/data/other.duckdb"
+    assert settings.duckdb_path({"DBT_DUCKDB_PATH": ""}) == ".lake/warehouse/gold.duckdb"
+    assert run_settings_cli({}, "warehouse.duckdb_path").stdout == ".lake/warehouse/gold.duckdb\n"
 
 
 def test_settings_cli_prints_one_effective_setting_for_scripts_and_airflow_tasks():

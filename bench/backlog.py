@@ -49,8 +49,9 @@ def _code_hash() -> str:
     from conf.settings import load_settings
 
     digest = hashlib.sha256()
-    for name in ("simulator.py", "events.py"):
-        digest.update((REPO / "producer" / name).read_bytes())
+    # The code that makes the records: the simulator and the event contract it encodes with.
+    for path in ("producer/simulator.py", "conf/contracts/events.py"):
+        digest.update((REPO / path).read_bytes())
     digest.update((REPO / "conf" / "schemas" / "trade.v1.json").read_bytes())
     digest.update(json.dumps(load_settings().simulator, sort_keys=True, default=str).encode())
     digest.update(json.dumps(RATIOS, sort_keys=True).encode())

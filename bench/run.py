@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +50,7 @@ from bench.report import chart, markdown
 from bench.sustained import SETTLE_SECONDS, hold_verdict
 from conf.settings import Settings, load_settings
 from scripts.dashboard_screenshot import free_port
+from spark_jobs.lib.transforms import TRADES
 
 PYTHON = sys.executable
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
@@ -248,7 +250,45 @@ def measure(id_: str, name: str, value: float, unit: str, settings: str, target:
             "higher_is_better": higher_is_better, "settings": settings}
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class Bench:
+    """One bench run: its options, its settings, the memory watcher, its logs and results, the namespaces it made."""
+    args: argparse.Namespace
+    run: str
+    base: Settings
+    memory: PeakMemory
+    logs: Path
+    results: dict[str, Any]
+    namespaces: list[Settings] = field(default_factory=list)
+
+    def new_namespace(self, name: str) -> tuple[dict[str, str], Settings]:
+        """A phase's own topics and bucket, created now and deleted at the end (unless --keep)."""
+        env = {**os.environ, **namespace(self.run, name)}
+        settings = create_namespace(env)
+        self.namespaces.append(settings)
+        return env, settings
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        self.results["measures"].append(measure(*args, **kwargs))
+
+    def publish(self, env: dict[str, str], backlog_file: Path, topic: str, summary: str, log: str,
+                *options: str) -> dict:
+        """bench.backlog publish of the backlog's records to a topic (its summary)."""
+        return run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic", topic,
+                         *options, "--summary-json", str(self.args.out / summary)],
+                        env, self.args.out / summary, self.memory, "producer (publish path)", self.logs / log)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    file: Path
+    events: int
+    kinds: dict[str, int]
+    distinct_valid: int
+    description: str            # the day's size, symbols and partitions, for the measures' notes
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000, help="backlog size (default 2,000,000)")
     parser.add_argument("--simulator-events", type=int, default=200_000)
@@ -267,320 +307,374 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the bench topics and buckets")
     args = parser.parse_args(argv)
     args.out = args.out.resolve()  # dbt resolves a relative --target-path against its project, not here
-    steps = [int(step) for step in args.steps.split(",") if step]
-    if args.events <= 0 or not steps or min(steps) <= 0:
-        parser.error("--events and every --steps rate must be positive")
-    if not 0 < args.record_costs_events <= args.events:
-        parser.error("--record-costs-events must be positive and at most --events")
-    if args.hold_seconds < 0 or 0 < args.hold_seconds <= SETTLE_SECONDS:
-        parser.error(f"--hold-seconds must be 0 (no hold) or more than the {SETTLE_SECONDS} s it is not judged")
-    latency_events = int(args.latency_rate * args.latency_seconds)
-    if latency_events <= 0 or WARM_UP_EVENTS + latency_events > args.events:
-        parser.error(f"--latency-rate x --latency-seconds must be positive and, with the {WARM_UP_EVENTS:,} "
-                     f"warm-up events, fit in the backlog (--events {args.events:,})")
+    args.step_rates = [int(step) for step in args.steps.split(",") if step]
+    args.latency_events = int(args.latency_rate * args.latency_seconds)
+    problem = options_problem(args)
+    if problem:
+        parser.error(problem)
+    return args
 
+
+def options_problem(args: argparse.Namespace) -> str | None:
+    if args.events <= 0 or not args.step_rates or min(args.step_rates) <= 0:
+        return "--events and every --steps rate must be positive"
+    if not 0 < args.record_costs_events <= args.events:
+        return "--record-costs-events must be positive and at most --events"
+    if args.hold_seconds < 0 or 0 < args.hold_seconds <= SETTLE_SECONDS:
+        return f"--hold-seconds must be 0 (no hold) or more than the {SETTLE_SECONDS} s it is not judged"
+    if args.latency_events <= 0 or WARM_UP_EVENTS + args.latency_events > args.events:
+        return (f"--latency-rate x --latency-seconds must be positive and, with the {WARM_UP_EVENTS:,} "
+                f"warm-up events, fit in the backlog (--events {args.events:,})")
+    return None
+
+
+def start(args: argparse.Namespace) -> Bench:
+    """The run's folders (a previous run's logs removed), the services' memory watched, the results' frame."""
     from scripts.services import Kafka, MinIO
 
-    args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "logs"
-    logs.mkdir(exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
     for old_log in logs.glob("*.log"):  # the breakdown reads whole logs: never a previous run's lines
         old_log.unlink()
     started_at = datetime.now(timezone.utc)
-    started = time.monotonic()
-    run = started_at.strftime("%m%d%H%M%S")
     base = load_settings()
     memory = PeakMemory()
     for service, role in ((Kafka(base), "kafka broker"), (MinIO(base), "minio")):
         pid = service.pid()
         if pid is None:
-            parser.error(f"{service.name} is not running: start the services first (make services-up)")
+            print(f"python -m bench.run: error: {service.name} is not running: start the services first "
+                  f"(make services-up)", file=sys.stderr)
+            raise SystemExit(2)
         memory.watch(role, pid)
     memory.start()
-    stream_settings = base.stream
-    producer_settings = (f"{base.producer.compression} compression, linger {base.producer.linger_ms} ms, batch "
-                         f"{base.producer.batch_size_bytes // 1024} KiB, idempotent, acks=all")
+    stream = base.stream
     results: dict[str, Any] = {
         "started_at": started_at.isoformat(timespec="seconds"), "machine": machine(),
         "settings": {"events": args.events, "symbols": len(base.simulator.symbols),
-                     "kafka_partitions": base.kafka.partitions, "trigger": stream_settings.trigger_interval,
-                     "max_offsets_per_trigger": stream_settings.max_offsets_per_trigger,
-                     "shuffle_partitions": stream_settings.shuffle_partitions, "producer": producer_settings},
+                     "kafka_partitions": base.kafka.partitions, "trigger": stream.trigger_interval,
+                     "max_offsets_per_trigger": stream.max_offsets_per_trigger,
+                     "shuffle_partitions": stream.shuffle_partitions, "producer": producer_description(base)},
         "measures": [], "stepped_rate": [], "latency_ms": {}, "compaction": [], "query_seconds": {},
         "memory_mib": {}, "checks": {}, "breakdown": {}, "delta_commit_ms": {}, "holds": [], "record_costs": []}
-    measures = results["measures"]
-    namespaces: list[Settings] = []
+    return Bench(args, started_at.strftime("%m%d%H%M%S"), base, memory, logs, results)
 
-    def new_namespace(name: str) -> tuple[dict[str, str], Settings]:
-        """A phase's own topics and bucket, created now and deleted at the end (unless --keep)."""
-        env = {**os.environ, **namespace(run, name)}
-        settings = create_namespace(env)
-        namespaces.append(settings)
-        return env, settings
 
-    events = args.events
-    day = f"{events:,} events, {len(base.simulator.symbols)} symbols, {base.kafka.partitions} partitions"
+def producer_description(settings: Settings) -> str:
+    producer = settings.producer
+    return (f"{producer.compression} compression, linger {producer.linger_ms} ms, batch "
+            f"{producer.batch_size_bytes // 1024} KiB, idempotent, acks=all")
+
+
+def make_backlog(b: Bench) -> Backlog:
+    events = b.args.events
+    say(f"1/9 backlog: {events:,} simulated trades (cached in {backlog.cache_dir()})")
+    backlog_file = backlog.generate(events, seed=7)
+    kinds = json.loads(backlog_file.with_suffix(".json").read_text())["by_kind"]
+    day = f"{events:,} events, {len(b.base.simulator.symbols)} symbols, {b.base.kafka.partitions} partitions"
+    return Backlog(backlog_file, events, kinds, kinds.get("trade", 0) + kinds.get("out_of_order", 0), day)
+
+
+def measure_producer(b: Bench, day: Backlog) -> tuple[dict[str, str], Settings]:
+    """The publish path over the backlog into the day's namespace (which the next phases read), then the simulator
+    source end to end."""
+    say("2/9 producer: publish path, then the simulator source end to end")
+    env_a, day_settings = b.new_namespace("day")
+    published = b.publish(env_a, day.file, day_settings.kafka.trades_topic, "publish.json", "publish.log")
+    if published["delivered"] != day.events:
+        raise RuntimeError(f"published {published['delivered']:,} of {day.events:,}")
+    producer = producer_description(b.base)
+    b.add("producer_publish", "Producer, Kafka publish path", published["events_per_second"], "events/s",
+          f"{day.description}; {producer}; delivery confirmed", target=200_000)
+    env_s, _ = b.new_namespace("sim")
+    simulated = run_json([PYTHON, "-m", "producer", "--source", "simulator", "--rate", "1000", "--count",
+                          str(b.args.simulator_events), "--no-pacing", "--seed", "7",
+                          "--summary-json", str(b.args.out / "simulator.json")],
+                         env_s, b.args.out / "simulator.json", b.memory, "producer (simulator)",
+                         b.logs / "simulator.log")
+    b.add("producer_simulator", "Producer, simulator source end to end", simulated["events_per_second"],
+          "events/s", f"{b.args.simulator_events:,} events generated, validated and published; {producer}")
+    return env_a, day_settings
+
+
+def measure_ceiling_and_baseline(b: Bench, day: Backlog, day_settings: Settings) -> dict:
+    say("3/9 ceiling: bare librdkafka consumer over the backlog")
+    kafka = day_settings.kafka
+    ceiling = consume_all(kafka.bootstrap_servers, kafka.trades_topic, day.events)
+    b.add("kafka_ceiling", "Kafka consume ceiling (librdkafka, discard)", ceiling["events_per_second"],
+          "events/s", f"{day.description}; one consumer")
+    messages = b.args.baseline_messages
+    say(f"4/9 baseline: per-message consumer -> one JSON object per event in MinIO ({messages:,})")
+    baseline = per_message_to_object_store(kafka.bootstrap_servers, kafka.trades_topic, s3_client(day_settings),
+                                           day_settings.lake.bucket, "baseline", messages, 600)
+    b.add("baseline", "Per-message baseline (Python consumer -> MinIO object per event)",
+          baseline["events_per_second"], "events/s", f"first {messages:,} backlog events; commit per message")
+    return baseline
+
+
+def measure_catch_up(b: Bench, day: Backlog, env_a: dict[str, str], day_settings: Settings, baseline: dict):
+    """The stream over the backlog with available-now: its rate, exact counts, the batch breakdown and commit
+    times, and each step of a record timed on the first records. Returns the Spark session it opened."""
+    say("5/9 catch-up: stream --trigger available-now over the backlog -> Bronze + Silver")
+    catch_up_started = time.monotonic()
+    run_watched([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "stream.py"), "--trigger", "available-now",
+                 "--entity", "trades"], env_a, b.memory, "spark driver (catch-up)", b.logs / "catch-up.log")
+    catch_up_wall = time.monotonic() - catch_up_started
+    spark = spark_session(day_settings)
+    processing, batches = check_catch_up(b, spark, day, day_settings)
+    record_breakdown(b.results, "catch-up", b.logs / "catch-up.log")
+    for layer in ("bronze", "silver", "quarantine"):
+        b.results["delta_commit_ms"][layer] = delta_commit_ms(s3_client(day_settings), day_settings.lake.bucket,
+                                                              TRADES.table(layer))
+    say(f"  Delta commit after the batch's files (median ms): "
+        f"{ {layer: v['median_ms'] for layer, v in b.results['delta_commit_ms'].items()} }")
+    stream = b.base.stream
+    note = (f"{day.description}; available-now, maxOffsetsPerTrigger {stream.max_offsets_per_trigger:,} "
+            f"({batches} batches/query), {stream.shuffle_partitions} shuffle partitions")
+    b.add("stream_catch_up", "Stream catch-up, Kafka -> Bronze + Silver", round(day.events / processing, 1),
+          "events/s", note, target=50_000)
+    b.add("stream_catch_up_wall", "Stream catch-up incl. JVM start", round(day.events / catch_up_wall, 1),
+          "events/s", note)
+    b.add("vs_baseline", "Stream catch-up / per-message baseline",
+          round(day.events / processing / baseline["events_per_second"], 1), "x", "same events, same machine",
+          target=100)
+    say(f"  where a record's time goes: each step on the first {b.args.record_costs_events:,} records, one session")
+    first = first_records(spark, day_settings, b.args.record_costs_events)
+    b.results["record_costs"] = record_costs(spark, first, day_settings)
+    for row in b.results["record_costs"]:
+        say(f"    {row['step']}: {row['records_per_second']:,} records/s ({row['core_us_per_record']} core-us each)")
+    return spark
+
+
+def check_catch_up(b: Bench, spark, day: Backlog, day_settings: Settings) -> tuple[float, int]:
+    """(seconds of processing, batches per query) from the metrics table; RuntimeError unless every layer holds
+    exactly what the backlog says it must."""
+    def count(layer: str) -> int:
+        return spark.read.format("delta").load(day_settings.lake_uri(TRADES.table(layer))).count()
+
+    progress = (spark.read.format("delta").load(day_settings.lake_uri(day_settings.stream.metrics_table))
+                .toPandas())
+    first_start = progress["batch_timestamp"].min()
+    last_end = max(row.batch_timestamp.timestamp() + row.batch_duration_ms / 1000
+                   for row in progress.itertuples())
+    malformed = day.kinds.get("malformed", 0)
+    checks = {"bronze": count("bronze"), "silver": count("silver"), "quarantine": count("quarantine"),
+              "expected_bronze": day.events, "expected_silver": day.distinct_valid,
+              "expected_quarantine": malformed}
+    checks["exact"] = (checks["bronze"], checks["silver"], checks["quarantine"]) == \
+        (day.events, day.distinct_valid, malformed)
+    b.results["checks"]["catch_up"] = checks
+    if not checks["exact"]:
+        raise RuntimeError(f"catch-up counts are not exact: {checks}")
+    return last_end - first_start.timestamp(), int(len(progress) / 2)
+
+
+def measure_compaction(b: Bench, spark, env_a: dict[str, str], day_settings: Settings) -> None:
+    say("6/9 compaction: Silver before/after spark_jobs/compact.py, and a typical query")
+    silver_uri = day_settings.lake_uri(TRADES.table("silver"))
+    before_query = typical_query_seconds(spark, silver_uri)
+    report_path = b.args.out / "compact.json"
+    with (b.logs / "compact.log").open("ab") as out:
+        # noqa below: S603, an argv list (no shell) of the venv's spark-submit and this repo's job.
+        code = subprocess.run([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "compact.py"),  # noqa: S603
+                               "--entity", "trades", "--layer", "silver", "--now", COMPACT_NOW,
+                               "--json", str(report_path)], env=env_a, cwd=REPO, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=1800).returncode
+    if code != 0:
+        raise RuntimeError(f"compaction failed; log: {b.logs / 'compact.log'}")
+    after_query = typical_query_seconds(spark, silver_uri)
+    b.results["compaction"] = compaction_rows(json.loads(report_path.read_text()))
+    b.results["query_seconds"] = {"before": before_query, "after": after_query}
+    query_note = f"{QUERY_SYMBOL}, {BACKLOG_DAY}, 1-minute candles from Silver; median of {QUERY_RUNS}"
+    b.add("query_before", "Typical query before compaction", before_query, "s", query_note, higher_is_better=False)
+    b.add("query_after", "Typical query after compaction", after_query, "s", query_note, higher_is_better=False)
+
+
+def measure_gold(b: Bench, day: Backlog, env_a: dict[str, str]) -> None:
+    say("7/9 gold: dbt build on the local target over the day")
+    warehouse = b.args.out / "gold.duckdb"
+    warehouse.unlink(missing_ok=True)
+    dbt_env = {**env_a, "DBT_DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+               "DBT_PROFILES_DIR": str(REPO / "dbt_project")}
+    gold_started = time.monotonic()
+    # As `make gold`: index what changed in Silver, then build (the first build: everything changed).
+    run_watched([PYTHON, "-m", "spark_jobs.silver_changes"], dbt_env, b.memory, "silver change index",
+                b.logs / "dbt.log")
+    run_watched([DBT, "build", "--project-dir", str(REPO / "dbt_project"), "--target", "local",
+                 "--target-path", str(b.args.out / "dbt-target")], dbt_env, b.memory, "dbt (gold build)",
+                b.logs / "dbt.log")
+    b.add("gold_build", "Gold build (change index + dbt build, DuckDB)", round(time.monotonic() - gold_started, 1),
+          "s", f"{day.distinct_valid:,} Silver trades of one day; models and tests", higher_is_better=False)
+
+
+def measure_stepped(b: Bench, day: Backlog) -> list[int]:
+    """The live stream fed at each step rate in turn; the rates it kept up with."""
+    steps = b.args.step_rates
+    say(f"8/9 stepped: the live stream fed at {', '.join(f'{s:,}' for s in steps)} events/s")
+    env_b, live_settings = b.new_namespace("live")
+    topic = live_settings.kafka.trades_topic
+    stream = LiveStream(env_b, b.logs / "stepped.log", b.memory, "spark driver (live)")
+    passed: list[int] = []
     try:
-        say(f"1/9 backlog: {events:,} simulated trades (cached in {backlog.cache_dir()})")
-        backlog_file = backlog.generate(events, seed=7)
-        summary = json.loads(backlog_file.with_suffix(".json").read_text())
-        kinds = summary["by_kind"]
-        distinct_valid = kinds.get("trade", 0) + kinds.get("out_of_order", 0)
-
-        say("2/9 producer: publish path, then the simulator source end to end")
-        env_a, day_settings = new_namespace("day")
-        published = run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
-                              day_settings.kafka.trades_topic, "--summary-json", str(args.out / "publish.json")],
-                             env_a, args.out / "publish.json", memory, "producer (publish path)",
-                             logs / "publish.log")
-        if published["delivered"] != events:
-            raise RuntimeError(f"published {published['delivered']:,} of {events:,}")
-        measures.append(measure("producer_publish", "Producer, Kafka publish path", published["events_per_second"],
-                                "events/s", f"{day}; {producer_settings}; delivery confirmed", target=200_000))
-        env_s, _ = new_namespace("sim")
-        simulated = run_json([PYTHON, "-m", "producer", "--source", "simulator", "--rate", "1000", "--count",
-                              str(args.simulator_events), "--no-pacing", "--seed", "7",
-                              "--summary-json", str(args.out / "simulator.json")],
-                             env_s, args.out / "simulator.json", memory, "producer (simulator)",
-                             logs / "simulator.log")
-        measures.append(measure("producer_simulator", "Producer, simulator source end to end",
-                                simulated["events_per_second"], "events/s",
-                                f"{args.simulator_events:,} events generated, validated and published; "
-                                f"{producer_settings}"))
-
-        say("3/9 ceiling: bare librdkafka consumer over the backlog")
-        ceiling = consume_all(day_settings.kafka.bootstrap_servers, day_settings.kafka.trades_topic, events)
-        measures.append(measure("kafka_ceiling", "Kafka consume ceiling (librdkafka, discard)",
-                                ceiling["events_per_second"], "events/s", f"{day}; one consumer"))
-
-        say(f"4/9 baseline: per-message consumer -> one JSON object per event in MinIO ({args.baseline_messages:,})")
-        baseline = per_message_to_object_store(day_settings.kafka.bootstrap_servers,
-                                               day_settings.kafka.trades_topic, s3_client(day_settings),
-                                               day_settings.lake.bucket, "baseline", args.baseline_messages, 600)
-        measures.append(measure("baseline", "Per-message baseline (Python consumer -> MinIO object per event)",
-                                baseline["events_per_second"], "events/s",
-                                f"first {args.baseline_messages:,} backlog events; commit per message"))
-
-        say("5/9 catch-up: stream --trigger available-now over the backlog -> Bronze + Silver")
-        catch_up_started = time.monotonic()
-        run_watched([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "stream.py"), "--trigger", "available-now",
-                     "--entity", "trades"], env_a, memory, "spark driver (catch-up)", logs / "catch-up.log")
-        catch_up_wall = time.monotonic() - catch_up_started
-
-        spark = spark_session(day_settings)
-        from spark_jobs.lib.transforms import TRADES
-
-        def count(layer: str) -> int:
-            return spark.read.format("delta").load(day_settings.lake_uri(TRADES.table(layer))).count()
-
-        progress = (spark.read.format("delta").load(day_settings.lake_uri(day_settings.stream.metrics_table))
-                    .toPandas())
-        first_start = progress["batch_timestamp"].min()
-        last_end = max(row.batch_timestamp.timestamp() + row.batch_duration_ms / 1000
-                       for row in progress.itertuples())
-        processing = last_end - first_start.timestamp()
-        checks = {"bronze": count("bronze"), "silver": count("silver"), "quarantine": count("quarantine"),
-                  "expected_bronze": events, "expected_silver": distinct_valid,
-                  "expected_quarantine": kinds.get("malformed", 0)}
-        checks["exact"] = (checks["bronze"], checks["silver"], checks["quarantine"]) == \
-            (events, distinct_valid, kinds.get("malformed", 0))
-        results["checks"]["catch_up"] = checks
-        if not checks["exact"]:
-            raise RuntimeError(f"catch-up counts are not exact: {checks}")
-        batches = int(len(progress) / 2)
-        record_breakdown(results, "catch-up", logs / "catch-up.log")
-        for layer in ("bronze", "silver", "quarantine"):
-            results["delta_commit_ms"][layer] = delta_commit_ms(s3_client(day_settings), day_settings.lake.bucket,
-                                                                TRADES.table(layer))
-        say(f"  Delta commit after the batch's files (median ms): "
-            f"{ {layer: v['median_ms'] for layer, v in results['delta_commit_ms'].items()} }")
-        stream_note = (f"{day}; available-now, maxOffsetsPerTrigger {stream_settings.max_offsets_per_trigger:,} "
-                       f"({batches} batches/query), {stream_settings.shuffle_partitions} shuffle partitions")
-        measures.append(measure("stream_catch_up", "Stream catch-up, Kafka -> Bronze + Silver",
-                                round(events / processing, 1), "events/s", stream_note, target=50_000))
-        measures.append(measure("stream_catch_up_wall", "Stream catch-up incl. JVM start",
-                                round(events / catch_up_wall, 1), "events/s", stream_note))
-        measures.append(measure("vs_baseline", "Stream catch-up / per-message baseline",
-                                round(events / processing / baseline["events_per_second"], 1), "x",
-                                "same events, same machine", target=100))
-        say(f"  where a record's time goes: each step on the first {args.record_costs_events:,} records, one session")
-        first = first_records(spark, day_settings, args.record_costs_events)
-        results["record_costs"] = record_costs(spark, first, day_settings)
-        for row in results["record_costs"]:
-            say(f"    {row['step']}: {row['records_per_second']:,} records/s ({row['core_us_per_record']} core-us each)")
-
-        say("6/9 compaction: Silver before/after spark_jobs/compact.py, and a typical query")
-        silver_uri = day_settings.lake_uri(TRADES.table("silver"))
-        before_query = typical_query_seconds(spark, silver_uri)
-        report_path = args.out / "compact.json"
-        with (logs / "compact.log").open("ab") as out:
-            # noqa below: S603, an argv list (no shell) of the venv's spark-submit and this repo's job.
-            code = subprocess.run([SPARK_SUBMIT, *SPARK_ARGS, str(REPO / "spark_jobs" / "compact.py"),  # noqa: S603
-                                   "--entity", "trades", "--layer", "silver", "--now", COMPACT_NOW,
-                                   "--json", str(report_path)], env=env_a, cwd=REPO, stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=1800).returncode
-        if code != 0:
-            raise RuntimeError(f"compaction failed; log: {logs / 'compact.log'}")
-        after_query = typical_query_seconds(spark, silver_uri)
-        results["compaction"] = compaction_rows(json.loads(report_path.read_text()))
-        results["query_seconds"] = {"before": before_query, "after": after_query}
-        query_note = f"{QUERY_SYMBOL}, {BACKLOG_DAY}, 1-minute candles from Silver; median of {QUERY_RUNS}"
-        measures.append(measure("query_before", "Typical query before compaction", before_query, "s", query_note,
-                                higher_is_better=False))
-        measures.append(measure("query_after", "Typical query after compaction", after_query, "s", query_note,
-                                higher_is_better=False))
-        spark.stop()
-
-        say("7/9 gold: dbt build on the local target over the day")
-        warehouse = args.out / "gold.duckdb"
-        warehouse.unlink(missing_ok=True)
-        dbt_env = {**env_a, "DBT_DUCKDB_PATH": str(warehouse), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-                   "DBT_PROFILES_DIR": str(REPO / "dbt_project")}
-        gold_started = time.monotonic()
-        # As `make gold`: index what changed in Silver, then build (the first build: everything changed).
-        run_watched([PYTHON, "-m", "spark_jobs.silver_changes"], dbt_env, memory, "silver change index",
-                    logs / "dbt.log")
-        run_watched([DBT, "build", "--project-dir", str(REPO / "dbt_project"), "--target", "local",
-                     "--target-path", str(args.out / "dbt-target")], dbt_env, memory, "dbt (gold build)",
-                    logs / "dbt.log")
-        measures.append(measure("gold_build", "Gold build (change index + dbt build, DuckDB)", round(time.monotonic() - gold_started, 1),
-                                "s", f"{distinct_valid:,} Silver trades of one day; models and tests",
-                                higher_is_better=False))
-
-        say(f"8/9 stepped: the live stream fed at {', '.join(f'{s:,}' for s in steps)} events/s")
-        env_b, live_settings = new_namespace("live")
-        stream = LiveStream(env_b, logs / "stepped.log", memory, "spark driver (live)")
-        try:
-            stream.wait_ready()
-            # Warm-up: the first batches with data pay for JIT compilation and the first Delta/S3A writes.
-            offset = min(WARM_UP_EVENTS, events // 10)
-            run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
-                      live_settings.kafka.trades_topic, "--count", str(offset),
-                      "--summary-json", str(args.out / "warm-up.json")],
-                     env_b, args.out / "warm-up.json", memory, "producer (publish path)", logs / "stepped-publish.log")
-            stream.wait_rows_in(offset, "the stream to take the warm-up events")
-            passed = []
-            for step, rate in enumerate(steps):
-                count_ = int(rate * args.step_seconds)
-                if offset + count_ > events:
-                    say(f"  step {rate:,}/s skipped: the backlog has no more events")
-                    break
-                taken_before = rows_in(stream.port)
-                step_started = time.monotonic()
-                sent = run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
-                                 live_settings.kafka.trades_topic, "--first", str(offset), "--count", str(count_),
-                                 "--rate", str(rate), "--summary-json", str(args.out / f"step{step}.json")],
-                                env_b, args.out / f"step{step}.json", memory, "producer (publish path)",
-                                logs / "stepped-publish.log")
-                offset += count_
-                # Give the stream one more trigger interval to take what arrived during the step's last moments.
-                time.sleep(stream_interval_seconds(base))
-                elapsed = time.monotonic() - step_started
-                taken = rows_in(stream.port)
-                lag = offset - taken
-                row = {"offered_per_second": round(sent["delivered"] / sent["seconds"], 1),
-                       "processed_per_second": round((taken - taken_before) / elapsed, 1), "lag_end": lag}
-                results["stepped_rate"].append(row)
-                say(f"  step {rate:,}/s: offered {row['offered_per_second']:,.0f}/s, processed "
-                    f"{row['processed_per_second']:,.0f}/s, behind by {lag:,} events")
-                if lag <= rate * KEPT_UP_TRIGGERS * stream_interval_seconds(base):
-                    passed.append(rate)
-                else:
-                    break
-                # Drain before the next step, so each step starts level.
-                stream.wait_rows_in(offset, "the stream to drain")
-        finally:
-            stream.stop()
-        record_breakdown(results, "stepped", logs / "stepped.log")
-        measures.append(measure("stream_stepped", f"Stream live, highest {args.step_seconds:.0f} s step kept up with",
-                                max(passed, default=0), "events/s",
-                                f"default trigger ({stream_settings.trigger_interval}); kept up = behind by at most "
-                                f"{KEPT_UP_TRIGGERS} trigger intervals of events one interval after the step"))
-        sustained = 0
-        for rate in sorted(passed, reverse=True)[:HOLD_ATTEMPTS] if args.hold_seconds else []:
-            say(f"  hold: {rate:,} events/s for {args.hold_seconds:.0f} s, a new stream on a backlog of its own")
-            env_h, hold_settings = new_namespace(f"hold{rate}")
-            held = hold(rate, args.hold_seconds, env_h, hold_settings, args.out, memory, logs,
-                        stream_interval_seconds(base))
-            results["holds"].append(held)
-            say(f"  hold {rate:,}/s: processed {held['processed_per_second']:,.0f}/s, lag over the first judged / "
-                f"last minute {held['first_minute_lag_events']:,} / {held['last_minute_lag_events']:,} events, at "
-                f"most {held['max_lag_events']:,} ({held['max_lag_seconds']} s): "
-                f"{'kept pace' if held['kept_pace'] else 'fell behind'}")
-            if held["kept_pace"]:
-                sustained = rate
+        stream.wait_ready()
+        # Warm-up: the first batches with data pay for JIT compilation and the first Delta/S3A writes.
+        offset = min(WARM_UP_EVENTS, day.events // 10)
+        b.publish(env_b, day.file, topic, "warm-up.json", "stepped-publish.log", "--count", str(offset))
+        stream.wait_rows_in(offset, "the stream to take the warm-up events")
+        for step, rate in enumerate(steps):
+            count = int(rate * b.args.step_seconds)
+            if offset + count > day.events:
+                say(f"  step {rate:,}/s skipped: the backlog has no more events")
                 break
-        if results["holds"]:
-            record_breakdown(results, "hold", logs / "hold.log")
-        if args.hold_seconds:
-            measures.append(measure("stream_sustained", f"Stream live, highest rate held {args.hold_seconds:.0f} s",
-                                    sustained, "events/s", f"default trigger ({stream_settings.trigger_interval}); "
-                                    f"kept pace = after the first minute the lag grew by at most one trigger "
-                                    f"interval of events (lag sampled every {LAG_SAMPLE_SECONDS} s)",
-                                    target=20_000))
-
-        say(f"9/9 latency: the live stream at {args.latency_rate:,} events/s for {args.latency_seconds:.0f} s")
-        env_c, latency_settings = new_namespace("latency")
-        stream = LiveStream(env_c, logs / "latency.log", memory, "spark driver (live)")
-        try:
-            stream.wait_ready()
-            # The backlog's records, published at a paced rate: the publish path costs the cores little, so the
-            # figure is the pipeline's, not a Python simulator's.
-            warm_up = run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
-                                latency_settings.kafka.trades_topic, "--count", str(WARM_UP_EVENTS),
-                                "--summary-json", str(args.out / "latency-warm-up.json")],
-                               env_c, args.out / "latency-warm-up.json", memory, "producer (publish path)",
-                               logs / "latency-publish.log")
-            stream.wait_rows_in(warm_up["delivered"], "the stream to take the warm-up events")
-            # The dashboard's live tail, as if Gold had been built through the warm-up, at its refresh interval.
-            poller = live_tail_poller(latency_settings, base.dashboard.refresh_seconds)
-            poller.start()
-            warm_up_ms = int(time.time() * 1000) + 5_000  # and the run's first seconds settle the rate
-            produced = run_json([PYTHON, "-m", "bench.backlog", "publish", "--file", str(backlog_file), "--topic",
-                                 latency_settings.kafka.trades_topic, "--first", str(WARM_UP_EVENTS),
-                                 "--count", str(latency_events), "--rate", str(args.latency_rate),
-                                 "--summary-json", str(args.out / "latency-publish.json")],
-                                env_c, args.out / "latency-publish.json", memory, "producer (publish path)",
-                                logs / "latency-publish.log")
-            stream.wait_rows_in(warm_up["delivered"] + produced["delivered"], "Silver to take every event")
-            poller.stop()
-        finally:
-            stream.stop()
-        record_breakdown(results, "latency", logs / "latency.log")
-        latencies = commit_latencies_ms(s3_client(latency_settings), latency_settings.lake.bucket,
-                                        TRADES.table("silver"), since_ms=warm_up_ms)
-        results["latency_ms"] = {**percentiles(latencies), "count": len(latencies)}
-        latency_note = (f"{args.latency_rate:,} events/s of the backlog, paced, for {args.latency_seconds:.0f} s "
-                        f"(after a warm-up; first 5 s excluded); default trigger ({stream_settings.trigger_interval}); "
-                        f"Kafka send -> Silver commit")
-        for p in ("p50", "p95", "p99"):
-            measures.append(measure(f"latency_{p}", f"Latency to Silver, {p}", results["latency_ms"][p], "ms",
-                                    latency_note, target=5000 if p == "p95" else None, higher_is_better=False))
-        on_dashboard = commit_latencies_ms(s3_client(latency_settings), latency_settings.lake.bucket,
-                                           TRADES.table("silver"), since_ms=warm_up_ms,
-                                           visible_ms=poller.visible_ms)
-        results["dashboard_latency_ms"] = {**percentiles(on_dashboard), "count": len(on_dashboard)}
-        dashboard_note = (f"as above; Kafka send -> read by the dashboard's live tail (dashboard/live_tail.py) at "
-                          f"its refresh every {base.dashboard.refresh_seconds} s")
-        for p in ("p50", "p95", "p99"):
-            measures.append(measure(f"dashboard_latency_{p}", f"Trade -> dashboard, {p}",
-                                    results["dashboard_latency_ms"][p], "ms", dashboard_note,
-                                    target=15_000 if p == "p95" else None, higher_is_better=False))
+            kept_up = one_step(b, stream, env_b, day, topic, step, rate, offset, count)
+            offset += count
+            if not kept_up:
+                break
+            passed.append(rate)
+            # Drain before the next step, so each step starts level.
+            stream.wait_rows_in(offset, "the stream to drain")
     finally:
-        results["memory_mib"] = memory.stop()
-        if not args.keep:
-            for settings in namespaces:
-                try:
-                    delete_namespace(settings)
-                except Exception as exc:  # cleanup must not hide the run's own error
-                    say(f"could not delete bench namespace {settings.lake.bucket}: {exc}")
-    results["duration_seconds"] = round(time.monotonic() - started, 1)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    table = markdown(results)
-    (args.out / "results.md").write_text(table)
-    chart(results, args.out / "results.png")
-    print(table)
-    say(f"done in {results['duration_seconds'] / 60:.1f} min: {args.out}/results.{{json,md,png}}")
+        stream.stop()
+    record_breakdown(b.results, "stepped", b.logs / "stepped.log")
+    b.add("stream_stepped", f"Stream live, highest {b.args.step_seconds:.0f} s step kept up with",
+          max(passed, default=0), "events/s",
+          f"default trigger ({b.base.stream.trigger_interval}); kept up = behind by at most "
+          f"{KEPT_UP_TRIGGERS} trigger intervals of events one interval after the step")
+    return passed
+
+
+def one_step(b: Bench, stream: LiveStream, env: dict[str, str], day: Backlog, topic: str, step: int, rate: int,
+             offset: int, count: int) -> bool:
+    """`count` events from `offset` at `rate` events/s; whether the stream kept up with them."""
+    interval = stream_interval_seconds(b.base)
+    taken_before = rows_in(stream.port)
+    step_started = time.monotonic()
+    sent = b.publish(env, day.file, topic, f"step{step}.json", "stepped-publish.log", "--first", str(offset),
+                     "--count", str(count), "--rate", str(rate))
+    # Give the stream one more trigger interval to take what arrived during the step's last moments.
+    time.sleep(interval)
+    elapsed = time.monotonic() - step_started
+    taken = rows_in(stream.port)
+    lag = offset + count - taken
+    row = {"offered_per_second": round(sent["delivered"] / sent["seconds"], 1),
+           "processed_per_second": round((taken - taken_before) / elapsed, 1), "lag_end": lag}
+    b.results["stepped_rate"].append(row)
+    say(f"  step {rate:,}/s: offered {row['offered_per_second']:,.0f}/s, processed "
+        f"{row['processed_per_second']:,.0f}/s, behind by {lag:,} events")
+    return lag <= rate * KEPT_UP_TRIGGERS * interval
+
+
+def measure_holds(b: Bench, passed: list[int]) -> None:
+    """The highest rates kept up with, each held --hold-seconds by a new stream, until one keeps pace."""
+    args, sustained = b.args, 0
+    for rate in sorted(passed, reverse=True)[:HOLD_ATTEMPTS] if args.hold_seconds else []:
+        say(f"  hold: {rate:,} events/s for {args.hold_seconds:.0f} s, a new stream on a backlog of its own")
+        env_h, hold_settings = b.new_namespace(f"hold{rate}")
+        held = hold(rate, args.hold_seconds, env_h, hold_settings, args.out, b.memory, b.logs,
+                    stream_interval_seconds(b.base))
+        b.results["holds"].append(held)
+        say(f"  hold {rate:,}/s: processed {held['processed_per_second']:,.0f}/s, lag over the first judged / "
+            f"last minute {held['first_minute_lag_events']:,} / {held['last_minute_lag_events']:,} events, at "
+            f"most {held['max_lag_events']:,} ({held['max_lag_seconds']} s): "
+            f"{'kept pace' if held['kept_pace'] else 'fell behind'}")
+        if held["kept_pace"]:
+            sustained = rate
+            break
+    if b.results["holds"]:
+        record_breakdown(b.results, "hold", b.logs / "hold.log")
+    if args.hold_seconds:
+        b.add("stream_sustained", f"Stream live, highest rate held {args.hold_seconds:.0f} s", sustained,
+              "events/s", f"default trigger ({b.base.stream.trigger_interval}); kept pace = after the first minute "
+              f"the lag grew by at most one trigger interval of events (lag sampled every {LAG_SAMPLE_SECONDS} s)",
+              target=20_000)
+
+
+def measure_latency(b: Bench, day: Backlog) -> None:
+    args = b.args
+    say(f"9/9 latency: the live stream at {args.latency_rate:,} events/s for {args.latency_seconds:.0f} s")
+    env_c, latency_settings = b.new_namespace("latency")
+    topic = latency_settings.kafka.trades_topic
+    stream = LiveStream(env_c, b.logs / "latency.log", b.memory, "spark driver (live)")
+    try:
+        stream.wait_ready()
+        # The backlog's records, published at a paced rate: the publish path costs the cores little, so the
+        # figure is the pipeline's, not a Python simulator's.
+        warm_up = b.publish(env_c, day.file, topic, "latency-warm-up.json", "latency-publish.log",
+                            "--count", str(WARM_UP_EVENTS))
+        stream.wait_rows_in(warm_up["delivered"], "the stream to take the warm-up events")
+        # The dashboard's live tail, as if Gold had been built through the warm-up, at its refresh interval.
+        poller = live_tail_poller(latency_settings, b.base.dashboard.refresh_seconds)
+        poller.start()
+        warm_up_ms = int(time.time() * 1000) + 5_000  # and the run's first seconds settle the rate
+        produced = b.publish(env_c, day.file, topic, "latency-publish.json", "latency-publish.log",
+                             "--first", str(WARM_UP_EVENTS), "--count", str(args.latency_events),
+                             "--rate", str(args.latency_rate))
+        stream.wait_rows_in(warm_up["delivered"] + produced["delivered"], "Silver to take every event")
+        poller.stop()
+    finally:
+        stream.stop()
+    record_breakdown(b.results, "latency", b.logs / "latency.log")
+    record_latencies(b, latency_settings, warm_up_ms, poller)
+
+
+def record_latencies(b: Bench, settings: Settings, since_ms: int, poller: LiveTailPoller) -> None:
+    """Kafka send -> Silver commit, and -> read by the dashboard's live tail: percentiles as measures."""
+    args, interval = b.args, b.base.dashboard.refresh_seconds
+    s3, bucket, silver = s3_client(settings), settings.lake.bucket, TRADES.table("silver")
+    notes = {"latency": (f"{args.latency_rate:,} events/s of the backlog, paced, for {args.latency_seconds:.0f} s "
+                         f"(after a warm-up; first 5 s excluded); default trigger "
+                         f"({b.base.stream.trigger_interval}); Kafka send -> Silver commit"),
+             "dashboard_latency": (f"as above; Kafka send -> read by the dashboard's live tail "
+                                   f"(dashboard/live_tail.py) at its refresh every {interval} s")}
+    for kind, name, target, visible in (("latency", "Latency to Silver", 5000, None),
+                                        ("dashboard_latency", "Trade -> dashboard", 15_000, poller.visible_ms)):
+        seen = {} if visible is None else {"visible_ms": visible}
+        latencies = commit_latencies_ms(s3, bucket, silver, since_ms=since_ms, **seen)
+        b.results[f"{kind}_ms"] = {**percentiles(latencies), "count": len(latencies)}
+        for p in ("p50", "p95", "p99"):
+            b.add(f"{kind}_{p}", f"{name}, {p}", b.results[f"{kind}_ms"][p], "ms", notes[kind],
+                  target=target if p == "p95" else None, higher_is_better=False)
+
+
+def clean_up(b: Bench) -> None:
+    """Stop watching memory and delete the run's namespaces (unless --keep), whatever happened."""
+    b.results["memory_mib"] = b.memory.stop()
+    if not b.args.keep:
+        for settings in b.namespaces:
+            try:
+                delete_namespace(settings)
+            except Exception as exc:  # cleanup must not hide the run's own error
+                say(f"could not delete bench namespace {settings.lake.bucket}: {exc}")
+
+
+def write_results(b: Bench, started: float) -> str:
+    """results.{json,md,png} in --out; the table."""
+    b.results["duration_seconds"] = round(time.monotonic() - started, 1)
+    out = b.args.out
+    (out / "results.json").write_text(json.dumps(b.results, indent=2))
+    table = markdown(b.results)
+    (out / "results.md").write_text(table)
+    chart(b.results, out / "results.png")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    b = start(args)
+    started = time.monotonic()
+    try:
+        day = make_backlog(b)
+        env_a, day_settings = measure_producer(b, day)
+        baseline = measure_ceiling_and_baseline(b, day, day_settings)
+        spark = measure_catch_up(b, day, env_a, day_settings, baseline)
+        measure_compaction(b, spark, env_a, day_settings)
+        spark.stop()
+        measure_gold(b, day, env_a)
+        measure_holds(b, measure_stepped(b, day))
+        measure_latency(b, day)
+    finally:
+        clean_up(b)
+    print(write_results(b, started))
+    say(f"done in {b.results['duration_seconds'] / 60:.1f} min: {args.out}/results.{{json,md,png}}")
     return 0
 
 
@@ -648,7 +742,6 @@ def live_tail_poller(settings: Settings, interval: float) -> LiveTailPoller:
 
     from dashboard.live_tail import LiveTail
     from spark_jobs.lib.delta import credentialed_storage_options, delta_rs_uri
-    from spark_jobs.lib.transforms import TRADES
 
     tail = LiveTail(delta_rs_uri(settings, TRADES.table("silver")), credentialed_storage_options(settings))
     return LiveTailPoller(tail, pd.Timestamp.now(tz="UTC").tz_localize(None).floor("min"), interval)

@@ -12,8 +12,7 @@ from producer.finnhub_ws import FinnhubTradeStream, Recorder
 from producer.heartbeat import producer_heartbeat, sink_counts
 from producer.market_calendar import MarketHours
 from producer.replay import ReplaySource, first_trade_ms
-from producer.simulator_run import FLUSH_MARGIN_SECONDS
-from producer.sink import EventSink
+from producer.sink import EventSink, flush_at_end
 
 
 def run_live(args: argparse.Namespace, settings: Settings, publisher: Any, metrics: Any, *,
@@ -49,7 +48,7 @@ def run_live(args: argparse.Namespace, settings: Settings, publisher: Any, metri
     finally:
         if recorder is not None:
             recorder.close()
-        undelivered = publisher.flush(settings.producer.delivery_timeout_ms / 1000 + FLUSH_MARGIN_SECONDS)
+        undelivered = flush_at_end(publisher, settings)
         heartbeat.close(undelivered)
     if should_stop():
         stopped_by = "signal"

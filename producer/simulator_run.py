@@ -13,13 +13,12 @@ from typing import Any, Callable
 from conf.settings import Settings
 from producer.heartbeat import producer_heartbeat, sink_counts
 from producer.simulator import KINDS, MarketSimulator, SimRecord
-from producer.sink import EventSink, Publisher
+from producer.sink import EventSink, Publisher, flush_at_end
 
 log = logging.getLogger("producer")
 
 PACING_TICK_SECONDS = 0.01
 PACING_SLACK_SECONDS = 0.001
-FLUSH_MARGIN_SECONDS = 10.0
 
 
 def make_simulator(args: argparse.Namespace, settings: Settings) -> MarketSimulator:
@@ -101,7 +100,7 @@ def run(args: argparse.Namespace, settings: Settings, publisher_factory: Callabl
         _hand_over(pending, sink, args.malformed_target, heartbeat)
         by_kind[pending.kind] += 1
         pending = None
-    undelivered = publisher.flush(settings.producer.delivery_timeout_ms / 1000 + FLUSH_MARGIN_SECONDS)
+    undelivered = flush_at_end(publisher, settings)
     heartbeat.close(undelivered)
     return summarise(sink, by_kind, undelivered, monotonic() - started, stopped_by)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 from conf.contracts.events import MALFORMED_JSON, QUOTE_SCHEMA_NAME, SCHEMA_NAME, EventValidator, encode
+from conf.settings import Settings
 from producer.metrics import ProducerMetrics
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,15 @@ class Publisher(Protocol):
     def poll(self, timeout: float = 0) -> int: ...
 
     def flush(self, timeout: float) -> int: ...
+
+
+# Past delivery.timeout.ms every message has been delivered or failed; the margin covers the callbacks' arrival.
+FLUSH_MARGIN_SECONDS = 10.0
+
+
+def flush_at_end(publisher: Publisher, settings: Settings) -> int:
+    """Wait for every outstanding message of a run to be delivered or failed; how many stayed undelivered."""
+    return publisher.flush(settings.producer.delivery_timeout_ms / 1000 + FLUSH_MARGIN_SECONDS)
 
 
 @dataclass

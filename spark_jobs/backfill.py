@@ -9,7 +9,7 @@ bronze/bars, quarantine/bars and silver/bars through the stream's own validation
 Sources (read on the driver: days x symbols is small):
 - --finnhub: GET {finnhub.rest_url}/stock/candle?symbol=S&resolution=D&from=<epoch s>&to=<epoch s> per symbol,
   the key from FINNHUB_API_KEY in the X-Finnhub-Token header only, at most finnhub.quote_calls_per_minute calls a
-  minute, 429 waited out (Retry-After, else backoff), as the quote poller does (producer/bars.CandleClient).
+  minute, 429 waited out (Retry-After, else backoff), as the quote poller does (producer/finnhub_candles.CandleClient).
   A key without candle access (403) -> exit 2 saying so; `{"s":"no_data"}` -> no bars for that symbol, reported.
 - --file: CSV with a header, or Parquet, with exactly these columns (producer/samples/daily-bars-sample.csv):
       symbol                    ticker, e.g. AAPL

@@ -28,7 +28,7 @@ import sys
 import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -50,7 +50,6 @@ LOGGER_NAME = "stocklake.reconcile"
 log = logging.getLogger(LOGGER_NAME)
 
 
-T = TypeVar("T")
 
 
 # -- pure helpers -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Mapping
 
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
@@ -23,7 +23,6 @@ from spark_jobs.lib.session import build_spark
 LOGGER_NAME = "stocklake.maintenance"
 
 log = logging.getLogger(LOGGER_NAME)
-T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------------- per-partition statistics

@@ -741,7 +741,8 @@ def live_tail_poller(settings: Settings, interval: float) -> LiveTailPoller:
     import pandas as pd
 
     from dashboard.live_tail import LiveTail
-    from spark_jobs.lib.delta import credentialed_storage_options, delta_rs_uri
+    from conf.lake import delta_rs_uri
+    from spark_jobs.lib.delta import credentialed_storage_options
 
     tail = LiveTail(delta_rs_uri(settings, TRADES.table("silver")), credentialed_storage_options(settings))
     return LiveTailPoller(tail, pd.Timestamp.now(tz="UTC").tz_localize(None).floor("min"), interval)

@@ -14,10 +14,12 @@ from typing import Any, Callable, Hashable
 
 import streamlit as st
 
+from conf.calendars import exchange_calendar
+from conf.lake import delta_rs_uri
 from conf.settings import Settings, load_settings
 from dashboard import live_tail, queries, views
 from dashboard.live_tail import LiveMinutes
-from spark_jobs.lib.delta import credentialed_storage_options, delta_rs_uri
+from spark_jobs.lib.delta import credentialed_storage_options
 from spark_jobs.lib.transforms import TRADES
 
 # Stable keys: tests and users find the page's parts by them (CSS class st-key-<key> in the browser).
@@ -52,7 +54,7 @@ def _live_minutes(warehouse: queries.Warehouse, settings: Settings) -> tuple[Liv
         if basis is None:
             return None, ""
         tail = _shared_tail(delta_rs_uri(settings, TRADES.table("silver")))
-        exchange, zone = live_tail.dbt_calendar_vars()
+        exchange, zone = exchange_calendar(settings.market_hours.calendar)  # as Gold's dbt vars
         calendar = live_tail.Calendar(exchange, zone, basis.calendars, basis.trading_days)
         minutes = live_tail.with_sessions(tail.minutes(basis.cutoff), calendar)
     except (queries.WarehouseBusy, queries.WarehouseEmpty):

@@ -10,19 +10,17 @@ cutoff (a late one) shows with Gold's next build.
 
 The tail's minutes get their trading date and session as Gold's do (dbt_project/macros/sessions.sql): the symbol's
 calendar (fct_symbol_kpi.market_calendar; else 24/7 for an EXCHANGE:PAIR symbol, the exchange calendar for a
-ticker), the exchange's sessions from dim_date, and the dbt vars exchange_calendar / exchange_timezone.
+ticker), the exchange's sessions from dim_date, and the exchange calendar and time zone Gold's dbt vars
+exchange_calendar / exchange_timezone are made from (conf.calendars, of the setting market_hours.calendar).
 """
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 TRADE_COLUMNS = ["symbol", "price", "volume", "trade_ts", "event_id"]
 BUCKET_KEYS = ["symbol", "minute_start"]
@@ -32,7 +30,6 @@ MEASURES = ["open", "high", "low", "close", "volume", "notional", "trade_count",
 # Sessions whose trades make the daily bar (fct_candles_1d: the regular session; a 24/7 symbol's whole UTC day).
 BAR_SESSIONS = ("regular", "continuous")
 TWENTY_FOUR_SEVEN = "24/7"
-DBT_PROJECT = Path(__file__).resolve().parents[1] / "dbt_project" / "dbt_project.yml"
 EMPTY_BUCKETS = pd.DataFrame({
     "symbol": pd.Series(dtype="object"), "minute_start": pd.Series(dtype="datetime64[ms]"),
     **{name: pd.Series(dtype="float64") for name in ("open", "high", "low", "close", "volume", "notional")},
@@ -51,13 +48,6 @@ class Calendar:
 
     def of(self, symbol: str) -> str:
         return self.symbol_calendars.get(symbol) or (TWENTY_FOUR_SEVEN if ":" in symbol else self.exchange)
-
-
-@functools.lru_cache(maxsize=None)  # read once per process, not at every refresh
-def dbt_calendar_vars(path: Path = DBT_PROJECT) -> tuple[str, str]:
-    """(exchange_calendar, exchange_timezone) as dbt_project.yml sets them: one definition for Gold and the tail."""
-    variables = yaml.safe_load(path.read_text())["vars"]
-    return variables["exchange_calendar"], variables["exchange_timezone"]
 
 
 # ------------------------------------------------------------------------------------------- buckets (pure pandas)

@@ -14,6 +14,8 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 
+from conf.calendars import exchange_calendar
+
 SESSIONS = ("regular", "extended", "always")
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -22,10 +24,8 @@ Span = tuple[datetime, datetime, bool, int, xc.ExchangeCalendar]
 
 
 @lru_cache(maxsize=8)
-def _build(code: str, decade: int | None) -> xc.ExchangeCalendar:
+def _build(code: str, decade: int) -> xc.ExchangeCalendar:
     """The calendar for `decade` with 10 years either side, shared by all instances (a build costs ~0.15 s)."""
-    if decade is None:
-        return xc.get_calendar(code)
     try:
         return xc.get_calendar(code, start=f"{decade - 10}-01-01", end=f"{decade + 19}-12-31")
     except ValueError:
@@ -71,8 +71,8 @@ class MarketHours:
 
     @property
     def timezone(self) -> str:
-        """The exchange's time zone name, e.g. America/New_York."""
-        return str((self._table[1] if self._table else _build(self.calendar, None)).tz)
+        """The exchange's time zone name, e.g. America/New_York (conf.calendars: Gold's dbt vars say the same)."""
+        return exchange_calendar(self.calendar)[1]
 
     @staticmethod
     def _check(at: datetime) -> None:

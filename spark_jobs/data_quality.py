@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from conf.contracts.schemas import load_contract
+from conf.lake import delta_rs_uri
 from conf.settings import ConfigError, Settings, load_settings
 from spark_jobs.lib.logs import LOG_FORMAT
 from spark_jobs.lib.hours import is_closed
 from spark_jobs.lib.hours import parse_utc as parse_now
 from spark_jobs.lib.delta import credentialed_storage_options as storage_options
-from spark_jobs.lib.delta import delta_rs_uri
 from spark_jobs.lib.transforms import ENTITIES, PARTITION_COLUMNS, Entity
 
 LOGGER_NAME = "stocklake.data_quality"

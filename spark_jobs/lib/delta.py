@@ -1,5 +1,6 @@
-"""Delta Lake helpers of the jobs: the write-conflict rule and its retries, delta-rs storage options and table
-URIs, reading a table's file statistics from its log, and session confs set for the length of a job.
+"""Delta Lake helpers of the jobs: the write-conflict rule and its retries, delta-rs storage options with the
+credentials, reading a table's file statistics from its log, and session confs set for the length of a job. (The
+delta-rs options and table URIs themselves are conf.lake's: dbt's vars are made from them too.)
 
 Per-partition file statistics are read with delta-rs (`deltalake`, already the Gold layer's reader): it reads only
 the transaction log (last checkpoint plus the commits after it), never a data file. That is exactly "the files the
@@ -17,6 +18,7 @@ from typing import Callable, Iterator, Mapping, TypeVar
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from conf.lake import storage_options  # imported from here by the jobs that read a Delta log
 from conf.settings import ConfigError, Settings
 from spark_jobs.lib.hours import PartitionStats, partition_stats
 from spark_jobs.lib.jobs import JobError
@@ -87,17 +89,6 @@ def retry_once_on_conflict(action: Callable[[], T], on_conflict: Callable[[BaseE
     return action(), 2
 
 
-def storage_options(settings: Settings) -> dict[str, str]:
-    """delta-rs options for the lake's object store; credentials come from AWS_* in the environment."""
-    lake = settings.lake
-    return {
-        "AWS_ENDPOINT_URL": lake.s3_endpoint,
-        "AWS_REGION": lake.s3_region,
-        "AWS_ALLOW_HTTP": str(lake.s3_endpoint.startswith("http://")).lower(),
-        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not lake.path_style_access).lower(),
-    }
-
-
 def credentialed_storage_options(settings: Settings) -> dict[str, str]:
     """storage_options plus the credentials from AWS_* in the environment, for readers that pass them explicitly;
     ConfigError when they are not set."""
@@ -111,11 +102,6 @@ def credentialed_storage_options(settings: Settings) -> dict[str, str]:
     if os.environ.get("AWS_SESSION_TOKEN"):
         options["AWS_SESSION_TOKEN"] = os.environ["AWS_SESSION_TOKEN"]
     return options
-
-
-def delta_rs_uri(settings: Settings, path: str) -> str:
-    """The s3:// URI delta-rs reads a lake path at (Spark's Hadoop connector says s3a://: same bucket and key)."""
-    return "s3://" + settings.lake_uri(path).removeprefix("s3a://")
 
 
 def read_partition_stats(settings: Settings, uri: str) -> tuple[int, dict[tuple[str, str], PartitionStats]]:

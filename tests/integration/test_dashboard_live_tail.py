@@ -12,8 +12,9 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from streamlit.testing.v1 import AppTest
 
+from conf.lake import delta_rs_uri
 from dashboard import live_tail
-from spark_jobs.lib.delta import credentialed_storage_options, delta_rs_uri
+from spark_jobs.lib.delta import credentialed_storage_options
 from tests.unit.dashboard.test_queries import GOLD, MODELS, write_gold
 
 pytestmark = pytest.mark.integration

@@ -117,7 +117,7 @@ demo: services-up ## run the whole flow for about a minute and print what landed
 	$(PYTHON) scripts/demo.py
 
 # Gold: dbt on the local target (the DuckDB file warehouse.duckdb_path names, unless DBT_DUCKDB_PATH is set; Silver
-# read from MinIO; start the services first).
+# read from MinIO; start the services first), given its vars from the settings (python -m conf.dbt_vars).
 # dbt runs offline: no anonymous usage stats, no version check; target/ and logs/ stay in dbt_project/.
 gold: export DBT_PROFILES_DIR := $(CURDIR)/dbt_project
 gold: export DBT_SEND_ANONYMOUS_USAGE_STATS := false
@@ -125,7 +125,8 @@ gold: export DBT_DUCKDB_PATH ?= $(shell $(PYTHON) -m conf.settings warehouse.duc
 gold: services-up ## build Gold from what changed in Silver (change index, then dbt build on DuckDB in .lake/warehouse)
 	@mkdir -p "$$(dirname "$$DBT_DUCKDB_PATH")"
 	$(PYTHON) -m spark_jobs.silver_changes
-	$(CURDIR)/.venv/bin/dbt build --project-dir $(CURDIR)/dbt_project --target local
+	vars="$$($(PYTHON) -m conf.dbt_vars)" && \
+	  $(CURDIR)/.venv/bin/dbt build --project-dir $(CURDIR)/dbt_project --target local --vars "$$vars"
 
 # The live dashboard (dashboard/app.py) over Gold: the DuckDB file `make demo` / `make gold` build (or Snowflake when
 # warehouse.target is snowflake). Gold is a file, so the services need not be up. Port: dashboard.port. Ctrl-C stops it.

@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 from conf.kafka_security import client_config
-from conf.settings import load_settings
+from conf.dbt_vars import dbt_vars
+from conf.settings import Settings, load_settings
 from scripts.services import RUNTIME, Kafka, credentials
 from spark_jobs.lib.listener import read_progress
 
@@ -164,8 +165,9 @@ Tables:""")
     return report["balanced"] and report["bronze_rows"] == produced["delivered"]
 
 
-def build_gold(warehouse: Path) -> bool:
-    """The Silver change index, then dbt build on the local target; True when both succeed."""
+def build_gold(warehouse: Path, settings: Settings) -> bool:
+    """The Silver change index, then dbt build on the local target with its vars from the settings; True when both
+    succeed."""
     say("building Gold with dbt (local target: DuckDB reading the Silver Delta tables)")
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     warehouse.unlink(missing_ok=True)  # the lake was emptied above: Gold starts from nothing too
@@ -177,8 +179,11 @@ def build_gold(warehouse: Path) -> bool:
         return False
     dbt_env = {**os.environ, "DBT_PROFILES_DIR": str(REPO / "dbt_project"), "DBT_DUCKDB_PATH": str(warehouse),
                "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    # The demo's stream runs trades only (start_stream): it writes no silver/quotes for Gold to read.
+    variables = {**dbt_vars(settings), "lake_quotes_enabled": False}
     build = subprocess.run([str(BIN / "dbt"), "build", "--project-dir", str(REPO / "dbt_project"),  # noqa: S603
-                            "--target", "local"], env=dbt_env, capture_output=True, text=True)
+                            "--target", "local", "--vars", json.dumps(variables)], env=dbt_env, capture_output=True,
+                           text=True)
     done = [line for line in build.stdout.splitlines() if "PASS=" in line]
     print(f"  dbt build: {done[-1].split('Done. ')[-1] if done else 'failed'}")
     if build.returncode != 0:
@@ -211,7 +216,7 @@ def main(argv: list[str]) -> int:
     report = read_report(logs / "demo-report.json")
     balanced = print_summary(produced, report, settings, time.monotonic() - started)
     warehouse = REPO / settings.duckdb_path()
-    if not build_gold(warehouse):
+    if not build_gold(warehouse, settings):
         return 1
     print_kpis(warehouse)
     print(f"  Gold warehouse: {warehouse} (tables fct_candles_1m/1h/1d, fct_symbol_kpi, fct_volatility, ...)")

@@ -32,6 +32,7 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
+from conf.dbt_vars import dbt_vars
 from conf.settings import Settings, load_settings
 from producer.simulator import SimRecord
 from tests.conftest import isolate, namespace_env
@@ -264,9 +265,13 @@ class GoldWarehouse:
 
 
 def dbt(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """dbt in the environment `env` names, given the vars its settings make (conf/dbt_vars.py), as every dbt run is.
+    These lakes' streams run trades only (run_stream_in_session's default): there is no silver/quotes to read."""
+    variables = {**dbt_vars(load_settings(env)), "lake_quotes_enabled": False}
     result = subprocess.run([DBT, *args, "--project-dir", str(REPO / "dbt_project"), "--profiles-dir",
-                             str(REPO / "dbt_project"), "--target-path", env["DBT_TARGET_PATH"]], env=env,
-                            cwd=REPO, capture_output=True, text=True, timeout=900)
+                             str(REPO / "dbt_project"), "--target-path", env["DBT_TARGET_PATH"],
+                             "--vars", json.dumps(variables)], env=env, cwd=REPO, capture_output=True, text=True,
+                            timeout=900)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     return result
 

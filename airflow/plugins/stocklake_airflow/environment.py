@@ -1,6 +1,7 @@
 """Where the DAGs' tasks run, in one place: the checkout, the job environment's python, the pipeline's settings read
 through it, and the warehouse target. Airflow lives in its own environment (.venv-airflow), so nothing here imports
-the pipeline: settings are read by running the job environment's `python -m conf.settings NAME` in the checkout.
+the pipeline: settings are read by running the job environment's `python -m conf.settings NAME` (dbt's vars:
+`python -m conf.dbt_vars`) in the checkout.
 
 scripts/airflow_env.py sets STOCKLAKE_REPO and STOCKLAKE_JOB_PYTHON for every Airflow process.
 """
@@ -48,6 +49,12 @@ def job_setting(name: str) -> str:
 def setting_in_shell(name: str) -> str:
     """The same setting as a shell fragment, read when a bash task runs."""
     return f"$({shlex.quote(JOB_PYTHON)} -m conf.settings {shlex.quote(name)})"
+
+
+def dbt_vars_in_shell() -> str:
+    """The Gold dbt project's vars, made from the settings (conf/dbt_vars.py), as a shell fragment read when a bash
+    task runs: one JSON object for `dbt --vars`."""
+    return f"$({shlex.quote(JOB_PYTHON)} -m conf.dbt_vars)"
 
 
 def warehouse_target() -> str:

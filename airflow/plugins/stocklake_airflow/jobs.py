@@ -17,7 +17,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.standard.operators.bash import BashOperator
 
 from stocklake_airflow.alerts import slack_failure_alert
-from stocklake_airflow.environment import JOB_BIN, JOB_PYTHON, REPO, setting_in_shell
+from stocklake_airflow.environment import JOB_BIN, JOB_PYTHON, REPO, dbt_vars_in_shell, setting_in_shell
 # The Airflow connection naming the Spark master (local[2] locally; spark://, k8s://, yarn in production).
 SPARK_CONN_ID = "spark_default"
 
@@ -74,7 +74,8 @@ def index_silver_changes() -> BashOperator:
 
 
 def dbt_build(task_id: str, *, timeout: timedelta, **kwargs) -> BashOperator:
-    """dbt build of the Gold project on the warehouse.target (incremental: each build rebuilds what changed).
+    """dbt build of the Gold project on the warehouse.target (incremental: each build rebuilds what changed), given
+    its vars from the settings (read first, so a bad setting fails the task before dbt starts).
 
     It follows the warehouse refresh, which is skipped on the local target: none_failed runs it after a skip, never
     after a failure."""
@@ -83,5 +84,7 @@ def dbt_build(task_id: str, *, timeout: timedelta, **kwargs) -> BashOperator:
         "export DBT_SEND_ANONYMOUS_USAGE_STATS=false; "
         f"export DBT_DUCKDB_PATH=\"${{DBT_DUCKDB_PATH:-{setting_in_shell('warehouse.duckdb_path')}}}\"; "
         'mkdir -p "$(dirname "$DBT_DUCKDB_PATH")"; '
-        f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting_in_shell('warehouse.target')}",
+        f'dbt_vars="{dbt_vars_in_shell()}"; '
+        f"dbt build --project-dir dbt_project --profiles-dir dbt_project --target {setting_in_shell('warehouse.target')} "
+        '--vars "$dbt_vars"',
         timeout=timeout, trigger_rule="none_failed", **kwargs)

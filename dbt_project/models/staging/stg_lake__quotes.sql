@@ -1,6 +1,5 @@
--- Silver quote snapshots (Finnhub REST /quote), typed for Gold. Optional: enabled by var lake_quotes_enabled.
-{{ config(enabled=var('lake_quotes_enabled', false) | as_bool) }}
-
+-- Silver quote snapshots (Finnhub REST /quote), typed for Gold. Optional: enabled by the var lake_quotes_enabled
+-- (stg_lake__quotes.yml).
 with
 
 source as (

@@ -1,9 +1,9 @@
 """The Gold dbt project (dbt_project/): parses for both targets, and builds end to end on a tiny local Silver.
 
 No services needed: the fixture Silver tables are Delta tables in a temporary folder (written with deltalake, the
-same library the dbt-duckdb delta plugin reads with), pointed at through the dbt var `silver_root`. Each dbt call
-gets its own DuckDB file, target/ and logs/ folders, so the tests never touch the developer's warehouse or
-dbt_project/target.
+same library the dbt-duckdb delta plugin reads with), pointed at through the dbt var `silver_root`, merged over the
+vars every dbt run is given (conf/dbt_vars.py). Each dbt call gets its own DuckDB file, target/ and logs/ folders,
+so the tests never touch the developer's warehouse or dbt_project/target.
 """
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
+import yaml
 from deltalake import DeltaTable, write_deltalake
 
+from conf.dbt_vars import dbt_vars
+from conf.settings import load_settings
 from spark_jobs.silver_changes import index_changes
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -111,8 +114,10 @@ def _write_bars(silver: Path, bars: list[tuple]) -> None:
                     partition_by=["date"])
 
 
-def _dbt(*args: str, tmp: Path, target: str = "local", extra_env: dict | None = None,
-         check: bool = True) -> subprocess.CompletedProcess:
+def _dbt(*args: str, tmp: Path, target: str = "local", extra_env: dict | None = None, check: bool = True,
+         variables: dict | None = None, given_vars: bool = True) -> subprocess.CompletedProcess:
+    """dbt in folders of the test's own, given the vars the settings make in its environment (conf/dbt_vars.py) with
+    `variables` merged over them, as every caller gives them; given_vars=False: no vars at all."""
     env = {
         **os.environ,
         "DBT_PROFILES_DIR": str(PROJECT),
@@ -120,7 +125,9 @@ def _dbt(*args: str, tmp: Path, target: str = "local", extra_env: dict | None = 
         "DBT_DUCKDB_PATH": str(tmp / "gold.duckdb"),
         **(extra_env or {}),
     }
-    cmd = [DBT, *args, "--project-dir", str(PROJECT), "--target", target,
+    merged = {**dbt_vars(load_settings(env)), **(variables or {})}
+    given = ["--vars", json.dumps(merged)] if given_vars else []
+    cmd = [DBT, *args, *given, "--project-dir", str(PROJECT), "--target", target,
            "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs")]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
@@ -137,11 +144,16 @@ def _models(manifest: dict) -> dict[str, dict]:
     return {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
 
 
+# The lake as the settings say (conf/pipeline.yaml's lake section, here overridden through the environment): Gold's
+# sources read it through the dbt vars.
+LAKE_ENV = {"STOCKLAKE_LAKE_BUCKET": "other-bucket", "STOCKLAKE_LAKE_S3_ENDPOINT": "https://s3.eu-west-1.amazonaws.com",
+            "STOCKLAKE_LAKE_S3_REGION": "eu-west-1"}
+
+
 @pytest.fixture(scope="module")
 def local_manifest(tmp_path_factory) -> dict:
-    # The bucket comes from configuration (STOCKLAKE_LAKE_BUCKET, as conf/pipeline.yaml's lake.bucket).
     tmp = tmp_path_factory.mktemp("parse-local")
-    _dbt("parse", tmp=tmp, extra_env={"STOCKLAKE_LAKE_BUCKET": "other-bucket"})
+    _dbt("parse", tmp=tmp, extra_env=LAKE_ENV)
     return json.loads((tmp / "target" / "manifest.json").read_text())
 
 
@@ -158,8 +170,53 @@ def test_parse_local_target(local_manifest):
             assert node["description"] and all(c["description"] and c["data_type"] for c in node["columns"].values())
             # DuckDB has no grants: none are managed on the local target.
             assert node["config"]["grants"] == {}, node["name"]
-    source = manifest["sources"]["source.stocklake.lake.trades"]
-    assert source["config"]["meta"]["delta_table_path"] == "s3://other-bucket/silver/trades"
+    for table in ("trades", "trades_changes", "bars"):
+        meta = manifest["sources"][f"source.stocklake.lake.{table}"]["config"]["meta"]
+        assert meta["delta_table_path"] == f"s3://other-bucket/silver/{table}"
+        assert meta["storage_options"] == {
+            "AWS_ENDPOINT_URL": "https://s3.eu-west-1.amazonaws.com", "AWS_REGION": "eu-west-1",
+            "AWS_ALLOW_HTTP": "false", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false"}
+
+
+def test_a_dbt_run_without_the_settings_vars_stops_at_the_first_one_it_needs(tmp_path):
+    """No second copy of a setting in the project: without the vars conf/dbt_vars.py makes, dbt says which is missing
+    instead of falling back to a default."""
+    bare = _dbt("parse", tmp=tmp_path, given_vars=False, check=False)
+    assert bare.returncode != 0
+    assert "Required var 'silver_root' not found" in bare.stdout, bare.stdout[-3000:]
+
+
+# The settings' defaults (conf/pipeline.yaml) and the exchange time zone they make: none may stand in dbt_project/
+# outside its seeds and tests (a unit test's fixture rows may say New York).
+SETTING_LITERALS = ("'lakehouse'", '"lakehouse"', "//lakehouse", "127.0.0.1:19000", "us-east-1", "America/New_York")
+SETTING_VARS = ("silver_root", "lake_storage_options", "lake_quotes_enabled", "exchange_calendar", "exchange_timezone")
+# A setting's var read with a default, or a setting read from the environment instead of from its var.
+SETTING_DEFAULT = re.compile(rf"var\(\s*['\"](?:{'|'.join(SETTING_VARS)})['\"]\s*,|env_var\(\s*['\"]STOCKLAKE_")
+
+
+def _yaml_strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in (*_yaml_strings(key), *_yaml_strings(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in _yaml_strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_the_dbt_project_restates_no_setting():
+    assert set(dbt_vars(load_settings({}))) == set(SETTING_VARS)
+    restated = []
+    for path in sorted(PROJECT.rglob("*")):
+        parts = path.relative_to(PROJECT).parts
+        if not path.is_file() or parts[0] in ("seeds", "tests", "target", "logs", "dbt_packages"):
+            continue
+        text = path.read_text()
+        if path.suffix == ".yml":  # what the project says, without the unit tests' fixture rows
+            spec = {key: value for key, value in (yaml.safe_load(text) or {}).items() if key != "unit_tests"}
+            text = "\n".join(_yaml_strings(spec))
+        restated += [(path.name, literal) for literal in SETTING_LITERALS if literal in text]
+        restated += [(path.name, found) for found in SETTING_DEFAULT.findall(text)]
+    assert restated == []
+    assert not set(SETTING_VARS) & set(yaml.safe_load((PROJECT / "dbt_project.yml").read_text())["vars"])
 
 
 def test_star_schema_keys_are_declared_and_tested(local_manifest):
@@ -257,17 +314,17 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
         # A day the stream has: its own trades win.
         ("AAPL", "2026-11-20", 1.0, 1.0, 1.0, 1.0, 1.0, "file", loaded),
     ])
-    vars_arg = json.dumps({"silver_root": str(silver)})
+    variables = {"silver_root": str(silver)}
 
     # Seeds, models, contracts, data tests and unit tests, on the fixture.
-    build = _dbt("build", "--vars", vars_arg, tmp=tmp_path)
+    build = _dbt("build", tmp=tmp_path, variables=variables)
     assert "ERROR=0" in build.stdout and "SKIP=0" in build.stdout
     # The relationships tests (every fact key in its dimension) were part of that build, and passed.
     results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     relationships = [r for r in results if r["unique_id"].startswith("test.stocklake.relationships_")]
     assert len(relationships) == len(CANDLE_TABLES) + 2 * len(FACTS) + 2 and {r["status"] for r in relationships} == {"pass"}
     # The unit tests on their own, in a new process, as `dbt test --select test_type:unit` runs them.
-    unit = _dbt("test", "--select", "test_type:unit", "--vars", vars_arg, tmp=tmp_path)
+    unit = _dbt("test", "--select", "test_type:unit", tmp=tmp_path, variables=variables)
     assert "16 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
 
     con = duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True)
@@ -309,7 +366,7 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
     late_at = SESSIONS[0] + timedelta(minutes=10)
     indexed = _write_silver(silver, [_trade("AAPL-late", "AAPL", 999.0, 5.0, late_at, 10_000)], mode="append")
     assert (indexed["status"], indexed["buckets"], indexed["inserted_rows"]) == ("indexed", 1, 1), indexed
-    rewritten = _build_candles(tmp_path, vars_arg)
+    rewritten = _build_candles(tmp_path, variables)
     assert rewritten == {"1m": 1, "1h": 1, "1d": 1}
     with duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True) as con:
         assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(CANDLES_1M,)]
@@ -326,7 +383,7 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
     # Compaction rewrites files and changes no row: nothing is indexed and nothing rebuilt.
     DeltaTable(str(silver / "trades")).optimize.compact()
     assert index_changes(str(silver / "trades"))["status"] == "no_row_changes"
-    assert _build_candles(tmp_path, vars_arg) == {"1m": 0, "1h": 0, "1d": 0}
+    assert _build_candles(tmp_path, variables) == {"1m": 0, "1h": 0, "1d": 0}
     with duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True) as con:
         assert _all_candles(con) == candles
 
@@ -336,7 +393,7 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
     table.delete("symbol = 'MSFT' and event_id in ('MSFT-1-20-a', 'MSFT-1-20-b')")
     indexed = index_changes(str(silver / "trades"))
     assert (indexed["buckets"], indexed["deleted_rows"]) == (1, 2), indexed
-    assert _build_candles(tmp_path, vars_arg) == {"1m": 0, "1h": 1, "1d": 1}
+    assert _build_candles(tmp_path, variables) == {"1m": 0, "1h": 1, "1d": 1}
     with duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True) as con:
         assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(CANDLES_1M - 1,)]
         counts = con.sql("select (select trade_count from fct_candles_1h where symbol = 'MSFT' "
@@ -345,14 +402,14 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
         assert counts == [(2 * MINUTES - 2, 2 * MINUTES - 2)]
 
 
-def _build_candles(tmp: Path, vars_arg: str) -> dict[str, int]:
+def _build_candles(tmp: Path, variables: dict) -> dict[str, int]:
     """dbt run of the candle models; {grain: rows the build wrote}, counted as the rows stamped with a silver_version
     above every one the table held before."""
     with duckdb.connect(str(tmp / "gold.duckdb"), read_only=True) as con:
         before = {grain: con.sql(f"select max(silver_version) from fct_candles_{grain}").fetchall()[0][0]
                   for grain in ("1m", "1h", "1d")}
     _dbt("run", "--select", "fct_candles_1m", "fct_candles_1h", "fct_session_candles_1d", "fct_candles_1d",
-         "--vars", vars_arg, tmp=tmp)
+         tmp=tmp, variables=variables)
     with duckdb.connect(str(tmp / "gold.duckdb"), read_only=True) as con:
         return {grain: con.sql(f"select count(*) from fct_candles_{grain} where silver_version > {version}")
                 .fetchall()[0][0] for grain, version in before.items()}

@@ -6,9 +6,9 @@
   python scripts/snowflake_setup.py refresh                   ALTER EXTERNAL TABLE ... REFRESH for each Silver table
 
 Parts (--part): setup (the default: objects, reader role, first refresh), refresh (the external tables re-read
-their Delta logs), bi_grants (SELECT on every Gold mart for SNOWFLAKE_BI_ROLE; none when it is unset). `render
---json` prints one line, [{"name": ..., "sql": ...}, ...]: what the Airflow tasks run through the Snowflake provider
-(airflow/plugins/stocklake_airflow/warehouse.py).
+their Delta logs), bi_grants (SELECT on every Gold mart dbt builds with the settings' vars for SNOWFLAKE_BI_ROLE;
+none when it is unset). `render --json` prints one line, [{"name": ..., "sql": ...}, ...]: what the Airflow tasks
+run through the Snowflake provider (airflow/plugins/stocklake_airflow/warehouse.py).
 
 Why: Snowflake is the production warehouse. It reads Silver where Spark writes it (Delta on S3) instead of a
 copy, through a storage integration (no keys in Snowflake), a stage on the lake bucket and one external table
@@ -38,6 +38,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 
+import yaml
+
+from conf.dbt_vars import dbt_vars
 from conf.identifiers import IdentifierError, sql_identifier
 from conf.settings import ConfigError as SettingsError
 from conf.settings import load_settings
@@ -45,6 +48,8 @@ from conf.settings import load_settings
 TEMPLATE_DIR = REPO / "conf" / "snowflake"
 # One Gold table per model file here: dbt names a mart's table after its model (no aliases in this project).
 MARTS_DIR = REPO / "dbt_project" / "models" / "marts"
+# A mart dbt builds only where a var says so: `enabled: "{{ var('NAME') | as_bool }}"` in its .yml's config.
+ENABLED_BY_VAR = re.compile(r"\{\{\s*var\(\s*'(\w+)'\s*\)\s*(?:\|\s*as_bool\s*)?\}\}")
 log = logging.getLogger("stocklake.snowflake_setup")
 
 # Environment variables, in one place so errors and docs use the same names. (Names, not values: ruff's S105 and
@@ -155,6 +160,8 @@ class SetupConfig:
     aws_role_arn: str | None
     allowed_locations: tuple[str, ...]
     bi_role: str | None = None
+    # The Gold marts the BI role may read: those dbt builds with the settings' vars (none without a BI role).
+    bi_marts: tuple[str, ...] = ()
 
     @property
     def stage_url(self) -> str:
@@ -236,18 +243,21 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> SetupConfig:
-    """Object names from the environment (with defaults), the bucket from the pipeline settings."""
+    """Object names from the environment (with defaults), the bucket from the pipeline settings, and with a BI role
+    the marts it may read: those dbt builds with the settings' vars."""
     env = os.environ if environ is None else environ
+    bi_role = _get(env, ENV_BI_ROLE)
     try:
-        bucket = bucket_name(load_settings(env).lake.bucket)
+        settings = load_settings(env)
+        marts = gold_marts(dbt_vars(settings)) if bi_role else ()
     except SettingsError as exc:
         raise ConfigError(str(exc)) from None
+    bucket = bucket_name(settings.lake.bucket)
 
     def ident(name: str) -> str:
         return identifier(_get(env, name) or DEFAULTS.get(name), name)
 
     arn = _get(env, ENV_AWS_ROLE_ARN)
-    bi_role = _get(env, ENV_BI_ROLE)
     raw_locations = _get(env, ENV_ALLOWED_LOCATIONS)
     locations = tuple(location(item.strip(), ENV_ALLOWED_LOCATIONS)
                       for item in (raw_locations or f"s3://{bucket}/").split(",") if item.strip())
@@ -257,7 +267,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> SetupConfig:
         warehouse=ident(ENV_WAREHOUSE), reader_role=ident(ENV_READER_ROLE),
         storage_integration=ident(ENV_STORAGE_INTEGRATION), stage=ident(ENV_STAGE), bucket=bucket,
         aws_role_arn=role_arn(arn, ENV_AWS_ROLE_ARN) if arn else None, allowed_locations=locations,
-        bi_role=identifier(bi_role, ENV_BI_ROLE) if bi_role else None)
+        bi_role=identifier(bi_role, ENV_BI_ROLE) if bi_role else None, bi_marts=marts)
     if config.silver_schema == config.gold_schema:
         # dbt's CREATE privileges on Gold would then also be CREATE privileges on Silver.
         raise ConfigError(f"{ENV_GOLD_SCHEMA}: must differ from {ENV_SILVER_SCHEMA} (Silver stays read-only)")
@@ -436,21 +446,38 @@ def render_refresh(config: SetupConfig) -> list[Statement]:
         "refresh_external_table", table=_silver_table(config, table))) for table in SILVER_TABLES]
 
 
-def gold_marts(models_dir: Path = MARTS_DIR) -> tuple[str, ...]:
-    """The Gold marts' table names, as Snowflake resolves dbt's unquoted names (upper case)."""
-    return tuple(sorted(path.stem.upper() for path in Path(models_dir).glob("*.sql")))
+def gold_marts(variables: Mapping[str, Any], models_dir: Path = MARTS_DIR) -> tuple[str, ...]:
+    """The table names of the Gold marts dbt builds with these vars (conf.dbt_vars), as Snowflake resolves dbt's
+    unquoted names (upper case): every model of the marts folder but those a var turns off (a table dbt does not
+    build does not exist, and a GRANT on it would fail)."""
+    return tuple(sorted(path.stem.upper() for path in Path(models_dir).glob("*.sql")
+                        if mart_enabled(path.with_suffix(".yml"), variables)))
+
+
+def mart_enabled(spec: Path, variables: Mapping[str, Any]) -> bool:
+    """Whether dbt builds the mart its .yml describes: its config's `enabled`, true by default, or the var it names."""
+    if not spec.is_file():
+        return True
+    models = {model["name"]: model for model in yaml.safe_load(spec.read_text()).get("models") or []}
+    enabled = (models.get(spec.stem, {}).get("config") or {}).get("enabled", True)
+    if isinstance(enabled, bool):
+        return enabled
+    switch = ENABLED_BY_VAR.fullmatch(str(enabled).strip())
+    if switch is None:
+        raise ValueError(f"{spec.name}: enabled is {enabled!r}, neither true/false nor {{{{ var('NAME') }}}}")
+    return bool(variables[switch.group(1)])
 
 
 def render_bi_grants(config: SetupConfig, marts: Sequence[str] | None = None) -> list[Statement]:
-    """SELECT on each Gold mart for the BI role (docs/powerbi.md), and nothing else: not the staging or
-    intermediate views, not the seeds, not Silver. None without a BI role. Idempotent: a table dbt replaced with
-    COPY GRANTS keeps its grant; a new mart gets one here."""
+    """SELECT on each Gold mart dbt builds (config.bi_marts, unless `marts` names them) for the BI role
+    (docs/powerbi.md), and nothing else: not the staging or intermediate views, not the seeds, not Silver. None
+    without a BI role. Idempotent: a table dbt replaced with COPY GRANTS keeps its grant; a new mart gets one here."""
     if config.bi_role is None:
         return []
     role = quote_ident(config.bi_role)
     return [Statement(f"grant_bi_select_{mart.lower()}", render_template(
         "grant_select_table", table=quote_ident(config.database, config.gold_schema, mart), role=role))
-        for mart in (gold_marts() if marts is None else marts)]
+        for mart in (config.bi_marts if marts is None else marts)]
 
 
 def render_all(config: SetupConfig) -> list[Statement]:

@@ -192,7 +192,7 @@ GOLD_MARTS = ("DIM_DATE", "DIM_SYMBOL", "FCT_CANDLES_1D", "FCT_CANDLES_1H", "FCT
 
 def test_the_bi_role_gets_select_on_each_gold_mart_and_nothing_else():
     grants = by_name(sf.render_bi_grants(config(SNOWFLAKE_BI_ROLE="stocklake_bi")))
-    assert sf.gold_marts() == GOLD_MARTS
+    assert sf.gold_marts({"lake_quotes_enabled": False}) == GOLD_MARTS
     assert list(grants) == [f"grant_bi_select_{mart.lower()}" for mart in GOLD_MARTS]
     assert grants["grant_bi_select_fct_candles_1m"] == (
         'GRANT SELECT ON TABLE "STOCKLAKE"."GOLD"."FCT_CANDLES_1M" TO ROLE "STOCKLAKE_BI"')
@@ -200,6 +200,20 @@ def test_the_bi_role_gets_select_on_each_gold_mart_and_nothing_else():
     # Where dbt builds Gold: SNOWFLAKE_SCHEMA first, as dbt_project/profiles.yml reads it.
     elsewhere = sf.render_bi_grants(config(SNOWFLAKE_BI_ROLE="bi", SNOWFLAKE_SCHEMA="marts"), ["DIM_DATE"])
     assert [s.sql for s in elsewhere] == ['GRANT SELECT ON TABLE "STOCKLAKE"."MARTS"."DIM_DATE" TO ROLE "BI"']
+
+
+def test_a_mart_is_enabled_by_its_yml_config_or_the_var_it_names(tmp_path):
+    for name, enabled in (("plain", None), ("disabled", "false"), ("by_var", "\"{{ var('flag') | as_bool }}\""),
+                          ("odd", "\"{{ target.name == 'x' }}\"")):
+        (tmp_path / f"{name}.sql").write_text("select 1")
+        spec = f"models:\n- name: {name}\n" + (f"  config:\n    enabled: {enabled}\n" if enabled else "")
+        (tmp_path / f"{name}.yml").write_text(spec)
+    (tmp_path / "no_yml.sql").write_text("select 1")
+    with pytest.raises(ValueError, match="odd.yml: enabled is"):
+        sf.gold_marts({"flag": True}, tmp_path)
+    (tmp_path / "odd.sql").unlink()
+    assert sf.gold_marts({"flag": True}, tmp_path) == ("BY_VAR", "NO_YML", "PLAIN")
+    assert sf.gold_marts({"flag": False}, tmp_path) == ("NO_YML", "PLAIN")
 
 
 def test_no_bi_role_no_grants_and_a_bad_one_names_the_variable():

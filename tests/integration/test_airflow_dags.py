@@ -42,7 +42,8 @@ EXPECTED_DAGS = {
                          "refresh_warehouse_silver", "reprocess_arguments"], 2,
                   ["gold", "lakehouse", "spark"]),
 }
-# The Gold marts' tables on Snowflake, which the BI role may read.
+# The Gold marts' tables on Snowflake, which the BI role may read: those dbt builds with the settings (here
+# warehouse.quotes_enabled is off, its default: no FCT_LATEST_QUOTES).
 GOLD_MARTS = ("DIM_DATE", "DIM_SYMBOL", "FCT_CANDLES_1D", "FCT_CANDLES_1H", "FCT_CANDLES_1M", "FCT_DAILY_ANALYTICS",
               "FCT_DAILY_BARS", "FCT_MOVING_AVERAGES", "FCT_RETURN_CORRELATIONS", "FCT_SESSION_CANDLES_1D",
               "FCT_SYMBOL_KPI", "FCT_TOP_MOVERS", "FCT_TREEMAP", "FCT_VOLATILITY")

@@ -1,5 +1,5 @@
--- One row per symbol: the reference seed, plus any symbol that traded but is missing from the seed (so the
--- treemap never drops a symbol; its sector shows as Unknown until the seed is updated).
+-- One row per symbol: the reference seed, plus any symbol that traded (or was quoted) but is missing from the seed
+-- (so the treemap never drops a symbol; its sector shows as Unknown until the seed is updated).
 with
 
 reference as (
@@ -10,10 +10,14 @@ reference as (
 
 traded as (
 
-    -- Every symbol with a trade in any session, or a backfilled daily bar.
+    -- Every symbol with a trade in any session, a backfilled daily bar, or, where Gold reads quotes, a quote.
     select symbol from {{ ref('fct_session_candles_1d') }}
     union
     select symbol from {{ ref('fct_daily_bars') }}
+    {%- if var('lake_quotes_enabled') %}
+    union
+    select symbol from {{ ref('fct_latest_quotes') }}
+    {%- endif %}
 
 ),
 

@@ -24,6 +24,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from conf.dbt_vars import dbt_vars
 from conf.settings import load_settings
+from scripts.snowflake_setup import gold_marts
 from spark_jobs.silver_changes import index_changes
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,8 +52,12 @@ CANDLES_1M = 2 * 2 * MINUTES + 1
 GOLD_MARTS = {"fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d", "fct_symbol_kpi",
               "fct_volatility", "fct_moving_averages", "fct_top_movers", "fct_treemap", "fct_daily_bars",
               "fct_daily_analytics", "fct_return_correlations", "dim_symbol", "dim_date"}
+# Built only where Gold reads quotes (the var lake_quotes_enabled: the setting warehouse.quotes_enabled).
+QUOTE_MARTS = {"fct_latest_quotes"}
 # Facts with a symbol and a date_key (the correlations relate two symbols, over many dates).
 FACTS = GOLD_MARTS - {"dim_symbol", "dim_date", "fct_return_correlations"}
+# The build below reads quotes too.
+BUILT_FACTS = FACTS | QUOTE_MARTS
 CANDLE_TABLES = ("fct_candles_1m", "fct_candles_1h", "fct_candles_1d", "fct_session_candles_1d")
 POWERBI_DOC = ROOT / "docs" / "powerbi.md"
 
@@ -114,6 +119,27 @@ def _write_bars(silver: Path, bars: list[tuple]) -> None:
                     partition_by=["date"])
 
 
+QUOTES_SCHEMA = pa.schema([
+    ("event_id", pa.string()), ("schema_version", pa.int64()), ("source", pa.string()), ("symbol", pa.string()),
+    ("current", pa.float64()), ("change", pa.float64()), ("percent_change", pa.float64()), ("high", pa.float64()),
+    ("low", pa.float64()), ("open", pa.float64()), ("previous_close", pa.float64()), ("quote_ts", pa.int64()),
+    ("quote_time", pa.timestamp("us", tz="UTC")), ("ingest_time", pa.timestamp("us", tz="UTC")),
+    ("date", pa.string()), ("hour", pa.string()),
+])
+
+
+def _write_quotes(silver: Path, quotes: list[tuple]) -> None:
+    """Quote snapshots (event id, symbol, current, change, percent change, high, low, open, previous close, quote
+    time) in silver/quotes, with the columns Gold reads, as the stream writes them."""
+    rows = [{"event_id": event_id, "schema_version": 1, "source": "finnhub", "symbol": symbol, "current": current,
+             "change": change, "percent_change": pct, "high": high, "low": low, "open": open_,
+             "previous_close": previous, "quote_ts": int(at.timestamp() * 1000), "quote_time": at,
+             "ingest_time": at + timedelta(seconds=2), "date": at.strftime("%Y-%m-%d"), "hour": at.strftime("%H")}
+            for event_id, symbol, current, change, pct, high, low, open_, previous, at in quotes]
+    write_deltalake(str(silver / "quotes"), pa.Table.from_pylist(rows, schema=QUOTES_SCHEMA), mode="overwrite",
+                    partition_by=["date", "hour"])
+
+
 def _dbt(*args: str, tmp: Path, target: str = "local", extra_env: dict | None = None, check: bool = True,
          variables: dict | None = None, given_vars: bool = True) -> subprocess.CompletedProcess:
     """dbt in folders of the test's own, given the vars the settings make in its environment (conf/dbt_vars.py) with
@@ -163,6 +189,8 @@ def test_parse_local_target(local_manifest):
     gold = {n["name"] for n in manifest["nodes"].values()
             if n["resource_type"] == "model" and n["path"].startswith("marts/")}
     assert gold == GOLD_MARTS
+    # The BI role is granted exactly what dbt builds with these vars (quotes off here: no fct_latest_quotes).
+    assert {mart.lower() for mart in gold_marts(dbt_vars(load_settings(LAKE_ENV)))} == gold
     for node in manifest["nodes"].values():
         if node["resource_type"] == "model" and node["path"].startswith("marts/"):
             assert node["config"]["contract"]["enforced"], node["name"]
@@ -182,8 +210,8 @@ def test_a_dbt_run_without_the_settings_vars_stops_at_the_first_one_it_needs(tmp
     """No second copy of a setting in the project: without the vars conf/dbt_vars.py makes, dbt says which is missing
     instead of falling back to a default."""
     bare = _dbt("parse", tmp=tmp_path, given_vars=False, check=False)
-    assert bare.returncode != 0
-    assert "Required var 'silver_root' not found" in bare.stdout, bare.stdout[-3000:]
+    missing = re.search(r"Required var '(\w+)' not found", bare.stdout)
+    assert bare.returncode != 0 and missing and missing.group(1) in SETTING_VARS, bare.stdout[-3000:]
 
 
 # The settings' defaults (conf/pipeline.yaml) and the exchange time zone they make: none may stand in dbt_project/
@@ -233,7 +261,8 @@ def test_star_schema_keys_are_declared_and_tested(local_manifest):
 
     tests = {}
     for node in local_manifest["nodes"].values():
-        if node["resource_type"] == "test" and node.get("test_metadata"):
+        # (dbt keeps a disabled model's tests among the nodes, disabled too.)
+        if node["resource_type"] == "test" and node.get("test_metadata") and node["config"]["enabled"]:
             model = node["attached_node"].removeprefix("model.stocklake.")
             tests.setdefault(node["test_metadata"]["name"], set()).add(
                 (model, node["column_name"], node["test_metadata"]["kwargs"].get("to")))
@@ -289,17 +318,22 @@ SNOWFLAKE_ENV = {"SNOWFLAKE_ACCOUNT": "example-account", "SNOWFLAKE_USER": "nobo
 
 
 def test_parse_snowflake_target_needs_no_connection(tmp_path):
-    _dbt("parse", tmp=tmp_path, target="snowflake", extra_env={**SNOWFLAKE_ENV, "SNOWFLAKE_BI_ROLE": "stocklake_bi"})
+    # Production reads quotes: the external table QUOTES (scripts/snowflake_setup.py) and the marts over it.
+    env = {**SNOWFLAKE_ENV, "SNOWFLAKE_BI_ROLE": "stocklake_bi", "STOCKLAKE_WAREHOUSE_QUOTES_ENABLED": "true"}
+    _dbt("parse", tmp=tmp_path, target="snowflake", extra_env=env)
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     assert manifest["metadata"]["adapter_type"] == "snowflake"
-    source = manifest["sources"]["source.stocklake.lake.trades"]
-    assert (source["database"], source["schema"]) == ("LAKE_DB", "SILVER_EXT")
+    for table in ("trades", "quotes"):
+        source = manifest["sources"][f"source.stocklake.lake.{table}"]
+        assert (source["database"], source["schema"], source["identifier"]) == ("LAKE_DB", "SILVER_EXT", table)
     assert "not-used" not in (tmp_path / "target" / "manifest.json").read_text()
     # dbt manages no grants (Airflow grants the BI role SELECT on the marts, through the Snowflake provider); a
     # rebuilt mart keeps the grants made on it, and nothing else is told to copy them.
     configs = {n["name"]: n["config"] for n in manifest["nodes"].values() if n["resource_type"] in ("model", "seed")}
     assert {name for name, config in configs.items() if config["grants"]} == set()
-    assert {name for name, config in configs.items() if config.get("copy_grants")} == GOLD_MARTS
+    assert {name for name, config in configs.items() if config.get("copy_grants")} == GOLD_MARTS | QUOTE_MARTS
+    # ... and which Airflow grants the BI role SELECT on: every mart dbt builds with these vars, no other.
+    assert {mart.lower() for mart in gold_marts(dbt_vars(load_settings(env)))} == GOLD_MARTS | QUOTE_MARTS
 
 
 def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_path):
@@ -314,7 +348,8 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
         # A day the stream has: its own trades win.
         ("AAPL", "2026-11-20", 1.0, 1.0, 1.0, 1.0, 1.0, "file", loaded),
     ])
-    variables = {"silver_root": str(silver)}
+    _write_quotes(silver, QUOTES)
+    variables = {"silver_root": str(silver), "lake_quotes_enabled": True}
 
     # Seeds, models, contracts, data tests and unit tests, on the fixture.
     build = _dbt("build", tmp=tmp_path, variables=variables)
@@ -322,14 +357,16 @@ def test_build_on_a_local_silver_then_rebuild_exactly_what_changed_in_it(tmp_pat
     # The relationships tests (every fact key in its dimension) were part of that build, and passed.
     results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
     relationships = [r for r in results if r["unique_id"].startswith("test.stocklake.relationships_")]
-    assert len(relationships) == len(CANDLE_TABLES) + 2 * len(FACTS) + 2 and {r["status"] for r in relationships} == {"pass"}
+    assert len(relationships) == len(CANDLE_TABLES) + 2 * len(BUILT_FACTS) + 2
+    assert {r["status"] for r in relationships} == {"pass"}
     # The unit tests on their own, in a new process, as `dbt test --select test_type:unit` runs them.
     unit = _dbt("test", "--select", "test_type:unit", tmp=tmp_path, variables=variables)
-    assert "16 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
+    assert "17 unit tests" in unit.stdout and "ERROR=0" in unit.stdout, unit.stdout[-3000:]
 
     con = duckdb.connect(str(tmp_path / "gold.duckdb"), read_only=True)
     try:
         _assert_star_schema_keys(con)
+        _assert_latest_quotes(con)
         keys_before = _candle_keys(con)
         assert con.sql("select count(*) from fct_candles_1m").fetchall() == [(CANDLES_1M,)]
         # Minute 7 of Monday: two trades at the same ms; event_id orders them (-a opens, -b closes).
@@ -468,7 +505,7 @@ def _assert_star_schema_keys(con) -> None:
                                    *([] if part is None else [str(part)]))
                     for _, symbol, start, part in rows]
         assert [row[0] for row in rows] == expected, table
-    for table in [*FACTS, "dim_date"]:
+    for table in [*BUILT_FACTS, "dim_date"]:
         day = "date_day" if table == "dim_date" else "trading_date"
         wrong = con.execute(f"select {day}, date_key from {table} "
                             f"where date_key != cast(strftime({day}, '%Y%m%d') as integer)").fetchall()
@@ -486,10 +523,33 @@ def _assert_star_schema_keys(con) -> None:
                        "order by date_day").fetchall() == [
         (date(2026, 11, 26), False, False, None, None),
         (date(2026, 11, 27), True, True, datetime(2026, 11, 27, 14, 30), datetime(2026, 11, 27, 18, 0))]
-    for table in FACTS:
+    for table in BUILT_FACTS:
         orphans = con.execute(
             f"select count(*) from {table} as fact "
             f"left join dim_date on fact.date_key = dim_date.date_key "
             f"left join dim_symbol on fact.symbol = dim_symbol.symbol "
             f"where dim_date.date_key is null or dim_symbol.symbol is null").fetchall()
         assert orphans == [(0,)], table
+
+
+# Monday 2026-11-23: AAPL's quote at 15:59 New York, then a newer one after the close (the source sent no percent
+# change); IBM, quoted but never traded and not in the symbols seed.
+QUOTES = [
+    ("q-aapl-1", "AAPL", 130.0, 10.0, 8.3, 131.0, 109.0, 110.0, 120.0, datetime(2026, 11, 23, 20, 59, tzinfo=timezone.utc)),
+    ("q-aapl-2", "AAPL", 131.0, 11.0, None, 132.0, 110.0, 110.0, 120.0, datetime(2026, 11, 23, 21, 0, tzinfo=timezone.utc)),
+    ("q-ibm-1", "IBM", 200.0, 2.0, 1.0, 201.0, 199.0, 199.5, 198.0, datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)),
+]
+
+
+def _assert_latest_quotes(con) -> None:
+    """One row per quoted symbol, its newest snapshot, with the day range as the spread; a quoted symbol missing from
+    the seed joins dim_symbol."""
+    assert con.execute(
+        "select symbol, trading_date, date_key, market_calendar, current_price, previous_close, pct_change, "
+        "day_range, day_range_pct, quote_time_utc, quote_event_id from fct_latest_quotes order by symbol").fetchall() == [
+        ("AAPL", date(2026, 11, 23), 20261123, "XNYS", 131.0, 120.0, None, 22.0, pytest.approx(100 * 22 / 131),
+         datetime(2026, 11, 23, 21, 0), "q-aapl-2"),
+        ("IBM", date(2026, 11, 23), 20261123, "XNYS", 200.0, 198.0, 1.0, 2.0, 1.0, datetime(2026, 11, 23, 15, 0),
+         "q-ibm-1")]
+    assert con.execute("select sector, is_in_reference from dim_symbol where symbol = 'IBM'").fetchall() == [
+        ("Unknown", False)]

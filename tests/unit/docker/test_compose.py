@@ -530,9 +530,16 @@ def test_stocklake_variables_are_settings(services, app_dockerfile):
     assert seen == {"STOCKLAKE_KAFKA_BOOTSTRAP_SERVERS", "STOCKLAKE_KAFKA_REPLICATION_FACTOR",
                     "STOCKLAKE_LAKE_S3_ENDPOINT", "STOCKLAKE_LAKE_BUCKET", "STOCKLAKE_PRODUCER_METRICS_HOST",
                     "STOCKLAKE_STREAM_METRICS_HOST", "STOCKLAKE_STREAM_METRICS_PORT",
-                    "STOCKLAKE_MONITORING_PUSHGATEWAY_URL", "STOCKLAKE_MONITORING_PROMETHEUS_URL"}
+                    "STOCKLAKE_MONITORING_PUSHGATEWAY_URL", "STOCKLAKE_MONITORING_PROMETHEUS_URL",
+                    "STOCKLAKE_WAREHOUSE_QUOTES_ENABLED"}
     image_env = {k for k in dockerfile_values(app_dockerfile, "ENV") if k.startswith("STOCKLAKE_")}
     assert image_env <= NON_SETTING_ENV
+
+
+def test_gold_reads_quotes_because_the_stream_writes_them(services):
+    """The stream runs its default entities (every one: silver/quotes exists), so the Gold DAG's dbt reads quotes."""
+    assert "--entity" not in services["stream"]["command"]
+    assert load_settings(stocklake_env(services["airflow"])).warehouse.quotes_enabled is True
 
 
 def test_settings_point_at_services_of_the_stack(services):

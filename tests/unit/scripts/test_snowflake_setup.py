@@ -190,6 +190,10 @@ GOLD_MARTS = ("DIM_DATE", "DIM_SYMBOL", "FCT_CANDLES_1D", "FCT_CANDLES_1H", "FCT
               "FCT_SYMBOL_KPI", "FCT_TOP_MOVERS", "FCT_TREEMAP", "FCT_VOLATILITY")
 
 
+# Built only where Gold reads quotes (the setting warehouse.quotes_enabled, the dbt var lake_quotes_enabled).
+QUOTE_MARTS = ("FCT_LATEST_QUOTES",)
+
+
 def test_the_bi_role_gets_select_on_each_gold_mart_and_nothing_else():
     grants = by_name(sf.render_bi_grants(config(SNOWFLAKE_BI_ROLE="stocklake_bi")))
     assert sf.gold_marts({"lake_quotes_enabled": False}) == GOLD_MARTS
@@ -200,6 +204,15 @@ def test_the_bi_role_gets_select_on_each_gold_mart_and_nothing_else():
     # Where dbt builds Gold: SNOWFLAKE_SCHEMA first, as dbt_project/profiles.yml reads it.
     elsewhere = sf.render_bi_grants(config(SNOWFLAKE_BI_ROLE="bi", SNOWFLAKE_SCHEMA="marts"), ["DIM_DATE"])
     assert [s.sql for s in elsewhere] == ['GRANT SELECT ON TABLE "STOCKLAKE"."MARTS"."DIM_DATE" TO ROLE "BI"']
+
+
+def test_the_grants_follow_the_marts_dbt_builds_with_the_settings():
+    """A mart a var turns off has no table: no GRANT for it (Snowflake would refuse one on a missing table)."""
+    with_quotes = tuple(sorted(GOLD_MARTS + QUOTE_MARTS))
+    assert sf.gold_marts({"lake_quotes_enabled": True}) == with_quotes
+    grants = sf.render_bi_grants(config(SNOWFLAKE_BI_ROLE="stocklake_bi", STOCKLAKE_WAREHOUSE_QUOTES_ENABLED="true"))
+    assert [s.name for s in grants] == [f"grant_bi_select_{mart.lower()}" for mart in with_quotes]
+    assert config(SNOWFLAKE_BI_ROLE="bi").bi_marts == GOLD_MARTS and config().bi_marts == ()
 
 
 def test_a_mart_is_enabled_by_its_yml_config_or_the_var_it_names(tmp_path):

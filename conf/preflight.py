@@ -21,6 +21,7 @@ import re
 import time
 from typing import Any, Iterable, Mapping
 
+from conf.errors import first_line
 from conf.settings import ConfigError, Settings
 
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
@@ -93,7 +94,7 @@ def check_broker(settings: Settings, topics: Iterable[str] = (), timeout: float 
         admin = AdminClient(config)
     except (KafkaException, ValueError, TypeError) as exc:
         raise PreflightError(f"kafka.bootstrap_servers: cannot make a Kafka client for {servers!r}: "
-                             f"{_first_line(exc)}") from None
+                             f"{first_line(exc)}") from None
     started = time.monotonic()
     metadata = None
     while metadata is None:
@@ -150,7 +151,7 @@ def s3_client(settings: Settings, environ: Mapping[str, str] | None = None):
                             aws_session_token=env.get(SESSION_TOKEN_ENV) or None, config=config)
     except ValueError as exc:  # e.g. botocore's "Invalid endpoint"
         raise PreflightError(f"lake.s3_endpoint: {lake.s3_endpoint!r} is not a usable endpoint URL "
-                             f"({_first_line(exc)})") from None
+                             f"({first_line(exc)})") from None
 
 
 def check_object_store(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
@@ -183,12 +184,7 @@ def check_object_store(settings: Settings, environ: Mapping[str, str] | None = N
                              f"{lake.bucket!r}") from None
     except BotoCoreError as exc:
         raise PreflightError(f"lake.s3_endpoint: object store {lake.s3_endpoint} unreachable "
-                             f"({_first_line(exc)})") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+                             f"({first_line(exc)})") from None
 
 
 def preflight(settings: Settings, *, kafka_topics: Iterable[str] | None = None, object_store: bool = False,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Hashable
 import streamlit as st
 
 from conf.calendars import exchange_calendar
+from conf.errors import first_line
 from conf.lake import delta_rs_uri
 from conf.settings import Settings, load_settings
 from dashboard import live_tail, queries, views
@@ -60,7 +61,7 @@ def _live_minutes(warehouse: queries.Warehouse, settings: Settings) -> tuple[Liv
     except (queries.WarehouseBusy, queries.WarehouseEmpty):
         return None, ""
     except Exception as error:  # noqa: BLE001 - the lake unreachable, no credentials: Gold alone, and say why
-        return None, f"Live minutes unavailable ({queries.first_line(error)}): showing Gold only."
+        return None, f"Live minutes unavailable ({first_line(error)}): showing Gold only."
     caption = (f"Gold through {basis.cutoff:%Y-%m-%d %H:%M} UTC; the minutes from then on live from Silver "
                f"(version {tail.version}).")
     return LiveMinutes(basis, calendar, minutes), caption

@@ -22,6 +22,7 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 import duckdb
 import pandas as pd
 
+from conf.errors import first_line
 from conf.identifiers import sql_identifier
 from conf.identifiers import symbol as ticker
 from conf.settings import Settings
@@ -173,10 +174,6 @@ def open_warehouse(settings: Settings, environ: Mapping[str, str] | None = None)
     if settings.warehouse.target == "snowflake":
         return SnowflakeWarehouse(env)
     return DuckDBWarehouse(settings.duckdb_path(env))
-
-
-def first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0]
 
 
 # ------------------------------------------------------------------------------------------------------- queries

@@ -27,7 +27,7 @@ from conf.settings import Settings
 from spark_jobs.lib.delta import is_delta_table, read_partition_stats, retry_once_on_conflict
 from spark_jobs.lib.hours import PartitionStats, compaction_candidates, parse_utc, partition_predicate, utc_now
 from spark_jobs.lib.jobs import add_common_arguments, job_main, log_event, stats_dict
-from spark_jobs.lib.logs import first_line
+from conf.errors import first_line
 from spark_jobs.lib.transforms import ENTITIES
 
 LAYERS = ("bronze", "silver")

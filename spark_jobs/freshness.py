@@ -28,7 +28,7 @@ from producer.market_calendar import MarketHours
 from spark_jobs.lib.logs import LOG_FORMAT
 from spark_jobs.lib.delta import storage_options
 from spark_jobs.lib.hours import parse_utc
-from spark_jobs.lib.logs import first_line
+from conf.errors import first_line
 from spark_jobs.lib.pushed_metrics import FRESHNESS_JOB, freshness_samples, push
 from spark_jobs.lib.transforms import TRADES
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 from conf.settings import ConfigError, load_settings
 from spark_jobs.lib.logs import LOG_FORMAT
 from spark_jobs.lib.delta import storage_options
-from spark_jobs.lib.logs import first_line
+from conf.errors import first_line
 from spark_jobs.lib.transforms import TRADES
 
 LOGGER_NAME = "stocklake.silver_changes"

@@ -26,7 +26,7 @@ import sys
 from conf.settings import Settings
 from spark_jobs.lib.delta import is_delta_table, session_conf
 from spark_jobs.lib.jobs import add_common_arguments, job_main, log_event
-from spark_jobs.lib.logs import first_line
+from conf.errors import first_line
 from spark_jobs.lib.transforms import ENTITIES
 
 LAYERS = ("bronze", "silver", "quarantine")

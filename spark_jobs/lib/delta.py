@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Mapping, TypeVar
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from conf.errors import first_line
 from conf.lake import storage_options  # imported from here by the jobs that read a Delta log
 from conf.settings import ConfigError, Settings
 from spark_jobs.lib.hours import PartitionStats, partition_stats
@@ -144,8 +145,7 @@ MERGE_BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0)
 def error_line(exc: BaseException) -> str:
     """The JVM exception's class and message (a Py4JJavaError's own first line names only the call)."""
     java_exc = getattr(exc, "java_exception", None)
-    text = java_exc.toString() if java_exc is not None else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first_line(java_exc.toString() if java_exc is not None else exc)
 
 
 def with_retries(action: Callable[[], T], what: str, backoff: tuple[float, ...] = MERGE_BACKOFF_SECONDS,

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from pyspark.sql.streaming import StreamingQueryListener
 
+from conf.errors import first_line
 from conf.heartbeat import (STREAM_SENDER, build_heartbeat, encode_heartbeat, from_epoch_seconds, iso_utc,
                             parse_time, topic_exists)
 from conf.settings import Settings
@@ -84,10 +85,6 @@ class QueryState:
             self.last_event_time = facts.event_time_max
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc) or type(exc).__name__).splitlines()[0]
-
-
 def _newest(times: Iterable[datetime | None]) -> datetime | None:
     present = [t for t in times if t is not None]
     return max(present) if present else None
@@ -121,7 +118,7 @@ class StreamHeartbeat(StreamingQueryListener):
         try:
             facts = batch_facts(event.progress)
         except Exception as exc:  # liveness bookkeeping must never disturb the listener thread
-            log.warning(json.dumps({"event": "heartbeat_progress_unreadable", "error": _first_line(exc)}))
+            log.warning(json.dumps({"event": "heartbeat_progress_unreadable", "error": first_line(exc)}))
             return
         self.add(facts)
 
@@ -168,7 +165,7 @@ class StreamHeartbeat(StreamingQueryListener):
             self._producer.poll(0)  # serves earlier heartbeats' delivery callbacks
         except Exception as exc:  # BufferError, KafkaException: liveness must never cost the job
             self.failed += 1
-            log.warning(json.dumps({"event": "heartbeat_not_sent", "topic": self._topic, "error": _first_line(exc)}))
+            log.warning(json.dumps({"event": "heartbeat_not_sent", "topic": self._topic, "error": first_line(exc)}))
             return
         self.sent += 1
 
@@ -226,7 +223,7 @@ def stream_heartbeat(settings: Settings) -> StreamHeartbeat:
     try:
         exists = topic_exists(producer, topic, TOPIC_CHECK_SECONDS)
     except Exception as exc:  # KafkaException: the preflight already found the brokers; try anyway
-        log.warning(json.dumps({"event": "heartbeat_topic_unchecked", "topic": topic, "error": _first_line(exc)}))
+        log.warning(json.dumps({"event": "heartbeat_topic_unchecked", "topic": topic, "error": first_line(exc)}))
         exists = True
     if not exists:
         log.warning(json.dumps({"event": "heartbeat_off", "topic": topic, "error": "kafka.heartbeats_topic does not "

@@ -161,9 +161,10 @@ test: setup ## start the services, run the whole test suite on $TEST_WORKERS wor
 	exit $$status
 
 # The fault tests at full length (tests/integration/test_faults.py): the stream job SIGKILLed CHAOS_KILLS times
-# (a third at random moments, a third right after a Bronze commit, a third after a Silver one) under a steady
+# (a third right after a Bronze commit, a third after a Silver one, a third at random moments) under a steady
 # producer load, plus the broker restart, object-store outage, producer SIGKILL and data-loss runbook tests.
-# make test runs the same file with 3 kills. CHAOS_SEED picks the random moments.
+# make test runs the same file with 2 kills (after a Bronze and after a Silver commit). CHAOS_SEED picks the
+# random moments.
 CHAOS_KILLS ?= 12
 chaos: setup ## the fault tests at full length: 12 SIGKILLs of the stream under load, broker and MinIO restarts (~15 min)
 	@status=0; \

@@ -52,7 +52,7 @@ def pytest_configure(config) -> None:
     durations.pytest_configure(config)
 
 
-# pytest-xdist (make test: -n, --dist loadgroup): tests that use one of these session fixtures form a load group,
+# pytest-xdist (make test: -n, --dist loadgroup): tests that use one of these shared fixtures form a load group,
 # which runs on one worker, so the fixture is built once per run.
 LOAD_GROUPS = {"lake": "lake", "gold_warehouse": "lake", "secured_stream": "secured", "airflow_home": "airflow",
                "fault_stack": "faults"}

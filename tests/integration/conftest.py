@@ -310,7 +310,9 @@ class FaultStack:
     endpoint: str                # its S3 endpoint
 
 
-@pytest.fixture(scope="session")
+# Module-scoped: only test_faults.py uses it, and its idle broker and object store would otherwise take CPU from the
+# other worker until the session ends.
+@pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory):
     from scripts.services import Kafka, MinIO
 

@@ -9,15 +9,22 @@ from functools import lru_cache
 from conf.settings import ConfigError
 
 
-@lru_cache(maxsize=8)
-def exchange_calendar(code: str) -> tuple[str, str]:
-    """(name, IANA time zone) of an exchange calendar: 'XNYS' -> ('XNYS', 'America/New_York'). An alias gives the
-    calendar it stands for ('XNAS' -> 'XNYS', the name Gold's seeds use); an unknown code is a ConfigError."""
+def calendar_name(code: str) -> str:
+    """The calendar an exchange_calendars code names: 'XNYS' -> 'XNYS', an alias the calendar it stands for
+    ('XNAS' -> 'XNYS', the name Gold's seeds use); an unknown code is a ConfigError."""
     import exchange_calendars as xc
 
     try:
-        name = xc.resolve_alias(code)
+        return xc.resolve_alias(code)
     except xc.errors.InvalidCalendarName:
         raise ConfigError(f"market_hours.calendar: unknown exchange calendar {code!r}: use an exchange_calendars "
                           f"code such as XNYS, XNAS or XLON") from None
+
+
+@lru_cache(maxsize=8)
+def exchange_calendar(code: str) -> tuple[str, str]:
+    """(name, IANA time zone) of an exchange calendar: 'XNYS' -> ('XNYS', 'America/New_York'); see calendar_name."""
+    import exchange_calendars as xc
+
+    name = calendar_name(code)
     return name, str(xc.get_calendar(name).tz)

@@ -14,7 +14,7 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 
-from conf.calendars import exchange_calendar
+from conf.calendars import calendar_name, exchange_calendar
 
 SESSIONS = ("regular", "extended", "always")
 UTC = timezone.utc
@@ -46,11 +46,7 @@ class MarketHours:
 
     def __init__(self, calendar: str = "XNYS", session: str = "regular", pre_market_minutes: int = 330,
                  after_hours_minutes: int = 240):
-        try:
-            xc.resolve_alias(calendar)
-        except xc.errors.InvalidCalendarName:
-            raise ValueError(f"unknown exchange calendar {calendar!r}: use an exchange_calendars code "
-                             f"such as XNYS, XNAS or XLON") from None
+        calendar_name(calendar)  # ConfigError (a ValueError) for an unknown code
         if session not in SESSIONS:
             raise ValueError(f"unknown market session {session!r}: use one of {', '.join(SESSIONS)}")
         if pre_market_minutes < 0 or after_hours_minutes < 0:

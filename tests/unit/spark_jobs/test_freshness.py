@@ -72,4 +72,4 @@ def test_bad_arguments_and_settings_exit_2(monkeypatch, capsys):
     monkeypatch.setenv("STOCKLAKE_MARKET_HOURS_CALENDAR", "NOPE")
     assert main([]) == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith(
-        "freshness: configuration error: unknown exchange calendar 'NOPE'")
+        "freshness: configuration error: market_hours.calendar: unknown exchange calendar 'NOPE'")

@@ -30,8 +30,24 @@ pytestmark = pytest.mark.integration
 EVENTS = 300
 WAITING = 50
 SATURDAY = "2026-11-21T15:00:00Z"  # the market is closed, whatever day the test runs
-# StreamDown waits `for: 1m`; Prometheus evaluates every 5 s.
-FIRING_TIMEOUT_S = 150
+# StreamDown holds `for: 1m` before it fires; promtool's unit tests (conf/prometheus/tests) prove that hold. This
+# test's own Prometheus, which proves the wiring (a real scrape of the real stream, the alert in Prometheus's API),
+# holds it 10 s instead: the minute was a minute of one pytest worker doing nothing.
+STREAM_DOWN_HOLD = ("        for: 1m\n", "        for: 10s\n")
+FIRING_TIMEOUT_S = 90
+
+
+class ShortHoldPrometheus(Prometheus):
+    """The repo's Prometheus with StreamDown's hold shortened in its copy of the rules (and nothing else changed)."""
+
+    def render(self) -> None:
+        super().render()
+        (rules,) = (self.dir / "rules").glob("*.yml")
+        text = rules.read_text()
+        alert = text.index("- alert: StreamDown")
+        hold = text.index(STREAM_DOWN_HOLD[0], alert)
+        assert hold < text.index("- alert:", alert + 1), "StreamDown's `for: 1m` moved: update STREAM_DOWN_HOLD"
+        rules.write_text(text[:hold] + STREAM_DOWN_HOLD[1] + text[hold + len(STREAM_DOWN_HOLD[0]):])
 
 
 def api(prometheus: Prometheus, path: str, **params: str) -> dict:
@@ -75,7 +91,7 @@ def test_stream_down_fires_when_the_stream_stops_and_resolves_after_a_restart(is
            "STOCKLAKE_MONITORING_PROMETHEUS_PORT": str(prometheus_port),
            "STOCKLAKE_MONITORING_PUSHGATEWAY_PORT": str(pushgateway_port)}
     settings = load_settings(env)
-    monitoring = [Pushgateway(settings, home=tmp_path), Prometheus(settings, home=tmp_path)]
+    monitoring = [Pushgateway(settings, home=tmp_path), ShortHoldPrometheus(settings, home=tmp_path)]
     prometheus = monitoring[1]
     log = tmp_path / "stream.log"
     job = None

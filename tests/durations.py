@@ -33,6 +33,7 @@ def outcome_of(report) -> str:
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PHASE_CPU = pytest.StashKey[float]()  # the CPU seconds at the end of the test's last phase
 
 
 def process_tree_cpu(root: int) -> float:
@@ -50,11 +51,13 @@ def process_tree_cpu(root: int) -> float:
         pid = int(entry.name)
         parents[pid] = int(fields[1])
         ticks[pid] = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, parent in parents.items():
+        children[parent].append(pid)
     tree, frontier = {root}, [root]
     while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier and pid not in tree]
-        tree.update(children)
-        frontier = children
+        frontier = [child for pid in frontier for child in children[pid] if child not in tree]
+        tree.update(frontier)
     return sum(ticks.get(pid, 0) for pid in tree) / CLOCK_TICKS
 
 
@@ -76,9 +79,6 @@ class CpuMeter:
             ended = process_tree_cpu(os.getpid())
             outcome.get_result().user_properties.append(("cpu_s", ended - started))
             item.stash[PHASE_CPU] = ended
-
-
-PHASE_CPU = pytest.StashKey[float]()
 
 
 class DurationsReport:
@@ -107,17 +107,19 @@ class DurationsReport:
         terminalreporter.write_line(f"test durations per file and per test: {path}")
 
     def render(self) -> str:
-        by_file: dict[str, list[str]] = defaultdict(list)
-        for nodeid in self.seconds:
-            by_file[nodeid.split("::", 1)[0]].append(nodeid)
+        by_file: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])  # seconds, CPU seconds, tests
+        for nodeid, seconds in self.seconds.items():
+            totals = by_file[nodeid.split("::", 1)[0]]
+            totals[0] += seconds
+            totals[1] += self.cpu[nodeid]
+            totals[2] += 1
         wall = time.monotonic() - self.started
         lines = [f"{len(self.seconds):,} tests in {wall / 60:.1f} min wall-clock on {self.workers} worker(s); "
                  f"test time summed over the workers: {sum(self.seconds.values()) / 60:.1f} min; "
                  f"CPU time of the tests' processes: {sum(self.cpu.values()) / 60:.1f} min",
                  "", "By file (setup + call + teardown of its tests, summed; time, then CPU):"]
-        for path, nodeids in sorted(by_file.items(), key=lambda item: -sum(self.seconds[n] for n in item[1])):
-            lines.append(f"  {sum(self.seconds[n] for n in nodeids):8.1f} s {sum(self.cpu[n] for n in nodeids):8.1f} "
-                         f"CPU-s  {path} ({len(nodeids)} tests)")
+        for path, (seconds, cpu, tests) in sorted(by_file.items(), key=lambda item: -item[1][0]):
+            lines.append(f"  {seconds:8.1f} s {cpu:8.1f} CPU-s  {path} ({tests} tests)")
         lines += ["", f"The {SLOWEST_TESTS} slowest tests (time, then CPU):"]
         for nodeid, seconds in sorted(self.seconds.items(), key=lambda item: -item[1])[:SLOWEST_TESTS]:
             lines.append(f"  {seconds:8.1f} s {self.cpu[nodeid]:8.1f} CPU-s  {nodeid} "

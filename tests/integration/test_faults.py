@@ -2,8 +2,10 @@
 
 Stream job SIGKILLed again and again (at random moments and right after a Delta commit), the Kafka broker restarted
 under load, MinIO stopped mid-run, the producer SIGKILLed, and records lost to retention before the stream read
-them. `make test` runs a short chaos (CHAOS_KILLS, default 2 kills: right after a Bronze and after a Silver commit);
-`make chaos` runs the full length, random moments too.
+them. `make test` runs a short chaos (CHAOS_KILLS, default 2 kills: right after a Bronze and after a Silver commit),
+the producer SIGKILL and the data-loss runbook; `make chaos` runs the full length, random moments too, and the
+tests marked `chaos`: the broker restart and the object-store outage, which start a Kafka and a MinIO of their own
+to stop (six minutes of the suite's test time on 2 cores).
 
 The stream whose process is the point (killed, signalled, running through an outage) is spark-submit; the
 catch-up runs after a fault, which only restart from the checkpoints, run in the tests' warm SparkSession. The
@@ -252,6 +254,7 @@ def test_stream_sigkilled_again_and_again_under_load_keeps_every_event_exactly_o
 
 # ---- 2. the Kafka broker restarted under load ------------------------------------------------------------------
 
+@pytest.mark.chaos
 def test_broker_restart_under_load_loses_and_duplicates_nothing(spark, fault_stack, isolated_on_fault_stack,
                                                                 tmp_path):
     settings, env = isolated_on_fault_stack
@@ -306,6 +309,7 @@ def test_broker_restart_under_load_loses_and_duplicates_nothing(spark, fault_sta
 
 # ---- 3. the object store stopped mid-run ----------------------------------------------------------------------
 
+@pytest.mark.chaos
 def test_object_store_outage_mid_run_then_every_event_once_and_the_checkpoint_usable(
         spark, fault_stack, isolated_on_fault_stack, tmp_path):
     settings, env = isolated_on_fault_stack

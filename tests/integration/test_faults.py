@@ -9,8 +9,8 @@ to stop (six minutes of the suite's test time on 2 cores).
 
 The stream whose process is the point (killed, signalled, running through an outage) is spark-submit; the
 catch-up runs after a fault, which only restart from the checkpoints, run in the tests' warm SparkSession. The
-broker restart and the object-store outage happen on a stack of their own (conftest.fault_stack), so the rest of
-the suite can run beside them.
+broker restart and the object-store outage happen on a stack of their own (conftest.fault_stack), so stopping its
+broker or its object store leaves the main stack, and any test running on it, untouched.
 """
 from __future__ import annotations
 
